@@ -1,0 +1,37 @@
+"""streamrt: an actor-based event-streaming runtime with stream processing.
+
+The public front. Everything importable from here is supported API; the rest of the package
+is private and may change.
+"""
+
+from . import errors
+from .storage import (
+    LogStorage,
+    LogStore,
+    PartitionInfo,
+    Record,
+    TopicConfig,
+    TopicInfo,
+    WriteBatch,
+    WriteResult,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LogStorage",
+    "LogStore",
+    "PartitionInfo",
+    "Record",
+    "TopicConfig",
+    "TopicInfo",
+    "WriteBatch",
+    "WriteResult",
+    "errors",
+    "open_log",
+]
+
+
+def open_log(path: str = ".streamrt", **kwargs: object) -> LogStore:
+    """Open the durable log in ``path`` (default ``./.streamrt``, as the CLI). See LogStore.open."""
+    return LogStore.open(path, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,91 @@
+"""Waking a caller from another thread: the storage writer resolves waiters this way.
+
+An async waiter records how to reach its event loop (trio's token or asyncio's loop) when it
+is made, so the writer thread can hand it the result without blocking on that loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+
+def _loop_scheduler() -> Callable[[Callable[[], object]], None]:
+    try:
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    except (ImportError, RuntimeError):
+        pass
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:
+        raise RuntimeError(
+            "streamrt's async API must be awaited under trio or asyncio (anyio)"
+        ) from None
+
+
+class Waiter:
+    """A one-shot result slot resolved from any thread."""
+
+    __slots__ = ("result", "error", "_done")
+
+    def __init__(self) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def resolve(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.result = result
+        self.error = error
+        self._signal()
+
+    def _signal(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class SyncWaiter(Waiter):
+    """Blocks a plain thread until resolved."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._event = threading.Event()
+
+    def _signal(self) -> None:
+        self._event.set()
+
+    def wait(self) -> Any:
+        self._event.wait()
+        return self.outcome()
+
+
+class AsyncWaiter(Waiter):
+    """Awaited by a task on a trio or asyncio loop; resolved from the writer thread."""
+
+    __slots__ = ("_event", "_schedule")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._event = anyio.Event()
+        self._schedule = _loop_scheduler()
+
+    def _signal(self) -> None:
+        try:
+            self._schedule(self._event.set)
+        except RuntimeError:  # the loop is gone; nobody is waiting any more
+            pass
+
+    async def wait(self) -> Any:
+        await self._event.wait()
+        return self.outcome()

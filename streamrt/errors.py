@@ -1,0 +1,141 @@
+"""Typed errors raised by streamrt.
+
+Every error a user can meet is a subclass of :class:`StreamrtError`, and also of the matching
+built-in where one fits (``ValueError`` for bad input, ``LookupError`` for unknown names), so
+``except ValueError`` keeps working. Messages name the topic, partition or directory involved
+and say what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "StreamrtError",
+    "InvalidArgument",
+    "InvalidTopicName",
+    "UnknownTopic",
+    "UnknownPartition",
+    "TopicExists",
+    "OffsetOutOfRange",
+    "CorruptBatch",
+    "ConditionFailed",
+    "StaleGeneration",
+    "DuplicateSequence",
+    "OutOfOrderSequence",
+    "ProducerFenced",
+    "StorageError",
+    "StorageFull",
+    "DataDirLocked",
+    "UnsupportedFormat",
+    "StoreClosed",
+]
+
+
+class StreamrtError(Exception):
+    """Base class of every streamrt error."""
+
+
+class InvalidArgument(StreamrtError, ValueError):
+    """A caller passed a value streamrt cannot accept; the message says which and why."""
+
+
+class InvalidTopicName(InvalidArgument):
+    """A topic name breaks Kafka's rule: 1 to 249 characters from ``[a-zA-Z0-9._-]``."""
+
+
+class UnknownTopic(StreamrtError, LookupError):
+    """The topic does not exist."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(
+            f"unknown topic {topic!r}: create it first "
+            f"(streamrt topics create {topic} --partitions N)"
+        )
+        self.topic = topic
+
+
+class UnknownPartition(StreamrtError, LookupError):
+    """The topic exists but has no such partition."""
+
+    def __init__(self, topic: str, partition: object, partitions: int) -> None:
+        super().__init__(
+            f"topic {topic!r} has no partition {partition!r}: "
+            f"it has {partitions} (0 to {partitions - 1})"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.partitions = partitions
+
+
+class TopicExists(StreamrtError):
+    """A topic was created again with settings other than the ones it has."""
+
+
+class OffsetOutOfRange(StreamrtError, IndexError):
+    """A read asked for an offset outside ``[log_start_offset, high_watermark]``."""
+
+    def __init__(
+        self, topic: str, partition: int, offset: int, log_start: int, high_watermark: int
+    ) -> None:
+        super().__init__(
+            f"offset {offset} is out of range for {topic}[{partition}]: valid offsets are "
+            f"{log_start} to {high_watermark} (older records were removed by retention; "
+            f"read from {log_start} or from the end)"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.log_start = log_start
+        self.high_watermark = high_watermark
+
+
+class CorruptBatch(StreamrtError, ValueError):
+    """Bytes offered as a Kafka RecordBatch v2 are not one (bad header, length or CRC)."""
+
+
+class ConditionFailed(StreamrtError):
+    """A write intent's condition did not hold; that intent was rejected, nothing of it written."""
+
+
+class StaleGeneration(ConditionFailed):
+    """A fenced offset commit named a group generation that no longer holds (a zombie member)."""
+
+
+class DuplicateSequence(ConditionFailed):
+    """An idempotent producer re-sent a batch that is already in the log."""
+
+
+class OutOfOrderSequence(ConditionFailed):
+    """An idempotent producer's sequence number skips ahead: a batch in between is missing."""
+
+
+class ProducerFenced(ConditionFailed):
+    """A producer with an older epoch wrote after a newer one started."""
+
+
+class StorageError(StreamrtError, OSError):
+    """The storage engine could not do its work; the message says why."""
+
+
+class StorageFull(StorageError):
+    """The disk is full; nothing of the failed write was stored. Free space and retry."""
+
+
+class DataDirLocked(StorageError):
+    """Another process owns the data directory."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(
+            f"data directory {path} is in use by {holder}: one process owns a data directory; "
+            f"stop it, or use another --data-dir"
+        )
+        self.path = path
+        self.pid = pid
+
+
+class UnsupportedFormat(StorageError):
+    """The data directory was written in an on-disk format this version does not know."""
+
+
+class StoreClosed(StreamrtError, RuntimeError):
+    """The store was closed; open it again to use it."""
