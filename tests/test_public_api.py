@@ -1,0 +1,23 @@
+"""The public front: exactly these names are exported, each with a docstring."""
+
+import streamrt
+
+EXPECTED = {
+    "LogStorage", "LogStore", "PartitionInfo", "Record", "TopicConfig", "TopicInfo",
+    "WriteBatch", "WriteResult", "errors", "open_log",
+}
+
+
+def test_exported_names() -> None:
+    assert set(streamrt.__all__) == EXPECTED
+    for name in EXPECTED - {"errors"}:
+        assert getattr(streamrt, name).__doc__, name
+
+
+def test_errors_subclass_builtins() -> None:
+    e = streamrt.errors
+    assert issubclass(e.InvalidTopicName, ValueError)
+    assert issubclass(e.UnknownTopic, LookupError)
+    assert issubclass(e.StorageFull, OSError)
+    for name in e.__all__:
+        assert issubclass(getattr(e, name), e.StreamrtError)
