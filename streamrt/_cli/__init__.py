@@ -1,0 +1,1 @@
+"""Private parts of the ``streamrt`` command line; the entry point is :mod:`streamrt.cli`."""

@@ -1,0 +1,236 @@
+"""The ``streamrt`` command line: manage topics, produce and consume records in a data directory.
+
+``main(argv)`` returns the exit code (the console script passes it to ``sys.exit``):
+
+* 0: success (also ``--help``, ``--version``, and a ``consume --follow`` stopped by Ctrl-C);
+* 1: a runtime error, reported as one line ``streamrt: error: ...`` on stderr (with the
+  traceback too under ``--debug``): every :class:`streamrt.errors.StreamrtError`, a data
+  directory held by another process, an unreadable ``--file``, a bad input line;
+* 2: a usage error, reported by argparse with the usage line;
+* 130: interrupted by Ctrl-C (128 + the signal's number in general).
+
+A reader that closes the pipe early (``streamrt consume t | head``) ends the command quietly
+with exit 0. See docs/cli.md for every command with examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from ._cli._common import CliError
+from .errors import StreamrtError
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_DATA_DIR = "./.streamrt"
+DATA_DIR_ENV = "STREAMRT_DATA_DIR"
+DEFAULT_LOCK_TIMEOUT = 1.0
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"seconds must be >= 0, got {text!r}")
+    return value
+
+
+def _group_name(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("a group name cannot be empty")
+    return text
+
+
+def _lazy(module: str, name: str) -> Handler:
+    """A handler imported on first use, so ``--help`` and ``--version`` stay fast."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        handler: Handler = getattr(importlib.import_module(module, __package__), name)
+        return handler(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``streamrt`` and all its subcommands."""
+    # The global options are accepted after the subcommand too (`streamrt topics list
+    # --data-dir d`): each subparser repeats them with SUPPRESS defaults, so a value given there
+    # overrides the one before the subcommand, and an absent one leaves it alone.
+    def global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+        def default(value: object) -> object:
+            return argparse.SUPPRESS if suppress else value
+
+        parser.add_argument(
+            "--data-dir", metavar="DIR",
+            default=default(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
+            help=f"data directory of the log (default: ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR})")
+        parser.add_argument(
+            "--lock-timeout", metavar="SECONDS", type=_seconds,
+            default=default(DEFAULT_LOCK_TIMEOUT),
+            help="how long to wait for a data directory another process holds "
+                 f"(default: {DEFAULT_LOCK_TIMEOUT:g})")
+        parser.add_argument("--debug", action="store_true", default=default(False),
+                            help="show tracebacks and debug logs")
+
+    common = argparse.ArgumentParser(add_help=False)
+    global_options(common, suppress=True)
+
+    parser = argparse.ArgumentParser(
+        prog="streamrt",
+        description="Manage topics and produce/consume records in a streamrt data directory.",
+        epilog="exit codes: 0 success, 1 runtime error, 2 usage error, 130 interrupted",
+    )
+    global_options(parser, suppress=False)
+    parser.add_argument("--version", action="version", version=f"streamrt {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # ---- topics
+    topics = commands.add_parser("topics", parents=[common], help="create, list, describe, delete topics",
+                                 description="Manage topics.")
+    actions = topics.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    create = actions.add_parser("create", parents=[common], help="create a topic",
+                                description="Create a topic. Creating it again with the same "
+                                            "settings does nothing; with other settings it fails.")
+    create.add_argument("name", help="topic name: 1-249 of [a-zA-Z0-9._-]")
+    create.add_argument("--partitions", "-p", metavar="N", required=True,
+                        type=_int_at_least(1, "--partitions"), help="number of partitions")
+    create.add_argument("--retention-ms", metavar="MS", type=_int_at_least(0, "--retention-ms"),
+                        help="delete records older than this (default: keep)")
+    create.add_argument("--retention-bytes", metavar="B", type=_int_at_least(0, "--retention-bytes"),
+                        help="keep at most this many bytes per partition (default: no limit)")
+    create.add_argument("--retention-records", metavar="N",
+                        type=_int_at_least(0, "--retention-records"),
+                        help="keep at most this many records per partition (default: no limit)")
+    create.add_argument("--cleanup-policy", choices=("delete", "compact"), default="delete",
+                        help="delete: retention only; compact: keep the latest record per key "
+                             "(default: delete)")
+    create.set_defaults(func=_lazy("._cli.topics", "cmd_create"))
+
+    lst = actions.add_parser("list", parents=[common], help="list topic names",
+                             description="Print topic names, one per line.")
+    lst.set_defaults(func=_lazy("._cli.topics", "cmd_list"))
+
+    describe = actions.add_parser("describe", parents=[common], help="show a topic's partitions and config",
+                                  description="Show a topic's config and, per partition, the log "
+                                              "start offset, high watermark, records and bytes.")
+    describe.add_argument("name", help="topic name")
+    describe.set_defaults(func=_lazy("._cli.topics", "cmd_describe"))
+
+    delete = actions.add_parser("delete", parents=[common], help="delete a topic and its records",
+                                description="Delete a topic with all its records and the "
+                                            "offsets groups committed for it.")
+    delete.add_argument("name", help="topic name")
+    delete.set_defaults(func=_lazy("._cli.topics", "cmd_delete"))
+
+    # ---- produce
+    produce = commands.add_parser(
+        "produce", parents=[common], help="append lines of stdin or a file as records",
+        description="Append one record per input line (the line without its newline is the "
+                    "value). Keyed records go to Kafka's murmur2(key) % partitions; unkeyed "
+                    "ones to partitions in turn, a batch at a time.")
+    produce.add_argument("topic", help="topic to append to")
+    produce.add_argument("--file", "-f", metavar="F", help="read lines from F instead of stdin")
+    produce.add_argument("--key-field", "-k", metavar="FIELD",
+                         help="lines are JSON objects; the record key is this field's value")
+    produce.add_argument("--partition", metavar="P", type=_int_at_least(0, "--partition"),
+                         help="write every record to partition P")
+    produce.set_defaults(func=_lazy("._cli.produce", "cmd_produce"))
+
+    # ---- consume
+    consume = commands.add_parser(
+        "consume", parents=[common], help="print records of a topic",
+        description="Print record values, one per line. Starts at the log start, or where "
+                    "--group last committed; with --group, commits what it printed.")
+    consume.add_argument("topic", help="topic to read")
+    start = consume.add_mutually_exclusive_group()
+    start.add_argument("--from-beginning", action="store_true",
+                       help="start at the log start even if the group has committed offsets")
+    start.add_argument("--offset", metavar="N", type=_int_at_least(0, "--offset"),
+                       help="start at offset N of --partition")
+    consume.add_argument("--partition", metavar="P", type=_int_at_least(0, "--partition"),
+                         help="read only partition P")
+    consume.add_argument("--group", "-g", metavar="G", type=_group_name,
+                         help="consumer group: start at its committed offsets, commit as it goes")
+    consume.add_argument("--max", "-n", metavar="N", type=_int_at_least(0, "--max"),
+                         help="stop after N records")
+    consume.add_argument("--follow", "-F", action="store_true",
+                         help="keep waiting for new records until Ctrl-C")
+    consume.add_argument("--verbose", "-v", action="store_true",
+                         help="also print partition, offset, timestamp and key")
+    consume.set_defaults(func=_lazy("._cli.consume", "cmd_consume"), usage_error=consume.error)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "consume" and args.offset is not None and args.partition is None:
+            # An offset means something only within one partition (as in Kafka's tool).
+            args.usage_error("--offset needs --partition")
+    except SystemExit as e:  # argparse exits: 0 after --help/--version, 2 on bad usage
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    if args.debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours. Point stdout at /dev/null so
+        # the interpreter's final flush does not complain about the pipe again.
+        _silence_stdout()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except (StreamrtError, CliError, OSError) as e:
+        return _fail(str(e) or type(e).__name__, args.debug)
+    except Exception as e:  # a bug: still one line unless --debug, but say what it was
+        return _fail(f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)",
+                     args.debug)
+
+
+def _fail(message: str, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"streamrt: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (captured, closed): nothing to do
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
