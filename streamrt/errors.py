@@ -27,6 +27,12 @@ __all__ = [
     "DataDirLocked",
     "UnsupportedFormat",
     "StoreClosed",
+    "ActorError",
+    "MailboxFull",
+    "ActorStopped",
+    "ActorCrashed",
+    "AskTimeout",
+    "Escalated",
 ]
 
 
@@ -139,3 +145,27 @@ class UnsupportedFormat(StorageError):
 
 class StoreClosed(StreamrtError, RuntimeError):
     """The store was closed; open it again to use it."""
+
+
+class ActorError(StreamrtError):
+    """Base class of actor-runtime errors."""
+
+
+class MailboxFull(ActorError):
+    """``send_nowait`` found the actor's bounded mailbox full; use ``await send`` to wait."""
+
+
+class ActorStopped(ActorError):
+    """The actor is stopped (or its supervisor gave up on it): it takes no more messages."""
+
+
+class ActorCrashed(ActorError):
+    """The actor raised while handling this ask; the original error is the ``__cause__``."""
+
+
+class AskTimeout(ActorError, TimeoutError):
+    """An ``ask`` got no reply in time; the actor may still handle the message later."""
+
+
+class Escalated(ActorError):
+    """A child failed more often than its restart policy allows; its supervisor gives up."""

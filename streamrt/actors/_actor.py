@@ -1,0 +1,146 @@
+"""Actors and their references.
+
+An actor owns its state and handles the messages of one bounded mailbox one at a time, so it
+needs no locks. Callers hold an :class:`ActorRef`, never the actor: the ref outlives restarts
+(the supervisor makes a new instance that reads the same mailbox), and it is all a caller can
+do to an actor: ``send`` (tell, with backpressure when the mailbox is full), ``send_nowait``,
+and ``ask`` (request and reply).
+
+Lifecycle of one actor instance, all transitions in one table::
+
+    state      event                      next
+    starting   on_start returned          running
+    starting   on_start raised            failed     (the supervisor may restart)
+    running    handle raised              failed     (the asker gets ActorCrashed)
+    running    mailbox closed and drained stopping
+    running    cancelled (shutdown)       stopping
+    stopping   on_stop returned/raised    stopped
+    failed     on_stop returned/raised    stopped    (then restarted or escalated)
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any, Generic, TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ..errors import ActorCrashed, ActorStopped, AskTimeout, MailboxFull
+
+M = TypeVar("M")
+
+DEFAULT_MAILBOX_SIZE = 1024
+
+
+class Lifecycle(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+TRANSITIONS: dict[tuple[Lifecycle, str], Lifecycle] = {
+    (Lifecycle.STARTING, "started"): Lifecycle.RUNNING,
+    (Lifecycle.STARTING, "crashed"): Lifecycle.FAILED,
+    (Lifecycle.RUNNING, "crashed"): Lifecycle.FAILED,
+    (Lifecycle.RUNNING, "drained"): Lifecycle.STOPPING,
+    (Lifecycle.RUNNING, "cancelled"): Lifecycle.STOPPING,
+    (Lifecycle.STARTING, "cancelled"): Lifecycle.STOPPING,
+    (Lifecycle.STOPPING, "stopped"): Lifecycle.STOPPED,
+    (Lifecycle.FAILED, "stopped"): Lifecycle.STOPPED,
+}
+
+
+class Actor(Generic[M]):
+    """Base class of actors: override :meth:`handle`, and :meth:`on_start` / :meth:`on_stop`
+    to recover state (from storage) after a (re)start and to flush it on shutdown."""
+
+    #: The bounded mailbox's capacity; ``send`` waits while it is full.
+    mailbox_size: int = DEFAULT_MAILBOX_SIZE
+
+    async def on_start(self) -> None:
+        """Called before the first message of each instance (after every restart too)."""
+
+    async def handle(self, message: M) -> Any:
+        """Handle one message; the return value is the reply to an ``ask``."""
+        raise NotImplementedError
+
+    async def on_stop(self) -> None:
+        """Called once when the instance stops, normally or after a crash."""
+
+
+class _Reply:
+    """The slot an ``ask`` waits on."""
+
+    __slots__ = ("event", "value", "error")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class ActorRef(Generic[M]):
+    """How callers reach an actor: by message, never by calling it."""
+
+    def __init__(self, name: str, send: MemoryObjectSendStream[tuple[Any, _Reply | None]]) -> None:
+        self.name = name
+        self._send = send
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.name}>"
+
+    async def send(self, message: M) -> None:
+        """Deliver a message, waiting while the mailbox is full (backpressure)."""
+        try:
+            await self._send.send((message, None))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise ActorStopped(f"actor {self.name} is stopped; its messages are refused") from None
+
+    def send_nowait(self, message: M) -> None:
+        """Deliver a message now or raise MailboxFull."""
+        try:
+            self._send.send_nowait((message, None))
+        except anyio.WouldBlock:
+            raise MailboxFull(
+                f"mailbox of actor {self.name} is full; await send() to wait for room"
+            ) from None
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise ActorStopped(f"actor {self.name} is stopped; its messages are refused") from None
+
+    async def ask(self, message: M, timeout: float | None = None) -> Any:
+        """Send a message and wait for the reply. Raises ActorCrashed (with the actor's error
+        as ``__cause__``) if handling it raised, AskTimeout after ``timeout`` seconds."""
+        reply = _Reply()
+        with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+            try:
+                await self._send.send((message, reply))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                raise ActorStopped(f"actor {self.name} is stopped; ask refused") from None
+            await reply.event.wait()
+        if scope.cancelled_caught:
+            raise AskTimeout(f"actor {self.name} did not reply within {timeout} s")
+        if reply.error is not None:
+            if isinstance(reply.error, ActorStopped):
+                raise reply.error
+            raise ActorCrashed(
+                f"actor {self.name} failed handling {type(message).__name__}: {reply.error!r}"
+            ) from reply.error
+        return reply.value
+
+    def statistics(self) -> Any:
+        """Mailbox statistics (buffer used and capacity, waiting senders)."""
+        return self._send.statistics()
+
+    def close(self) -> None:
+        """Stop accepting messages; the actor drains what is queued, then stops."""
+        self._send.close()
+
+
+def mailbox(size: int) -> tuple[MemoryObjectSendStream[Any], MemoryObjectReceiveStream[Any]]:
+    if size < 1:
+        raise ValueError(f"mailbox_size must be at least 1, got {size}")
+    return anyio.create_memory_object_stream(size)
