@@ -180,7 +180,7 @@ def store_read(store: LogStore, lo: int, hi: int) -> tuple[float, int, int]:
             for r in recs:
                 nbytes += len(r.value)
             n += len(recs)
-            off = recs[-1].offset + 1
+            off = recs.next_offset
     return time.perf_counter() - t0, n, nbytes
 
 

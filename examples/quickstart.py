@@ -55,7 +55,7 @@ async def main(data_dir: str = ".streamrt") -> None:
                     clicks[e["user"]] += 1
                     values[e["user"]] += e["value"]
                 read += len(records)
-                offset = records[-1].offset + 1
+                offset = records.next_offset
         consume_s = time.perf_counter() - t0
 
     print(f"produced {EVENTS} events durably in {produce_s:.2f}s "

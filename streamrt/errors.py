@@ -26,6 +26,7 @@ __all__ = [
     "StorageFull",
     "DataDirLocked",
     "UnsupportedFormat",
+    "DataDirMissing",
     "StoreClosed",
     "ActorError",
     "MailboxFull",
@@ -82,11 +83,14 @@ class OffsetOutOfRange(StreamrtError, IndexError):
     def __init__(
         self, topic: str, partition: int, offset: int, log_start: int, high_watermark: int
     ) -> None:
-        super().__init__(
-            f"offset {offset} is out of range for {topic}[{partition}]: valid offsets are "
-            f"{log_start} to {high_watermark} (older records were removed by retention; "
-            f"read from {log_start} or from the end)"
-        )
+        if offset > high_watermark:
+            why = (f"offset {offset} is past the end of {topic}[{partition}]: valid offsets are "
+                   f"{log_start} to {high_watermark} (the next record will get {high_watermark})")
+        else:
+            why = (f"offset {offset} is out of range for {topic}[{partition}]: valid offsets are "
+                   f"{log_start} to {high_watermark} (older records were removed by retention; "
+                   f"read from {log_start} or from the end)")
+        super().__init__(why)
         self.topic = topic
         self.partition = partition
         self.offset = offset
@@ -137,6 +141,10 @@ class DataDirLocked(StorageError):
         )
         self.path = path
         self.pid = pid
+
+
+class DataDirMissing(StorageError, FileNotFoundError):
+    """A data directory was opened without ``create`` and there is no log there."""
 
 
 class UnsupportedFormat(StorageError):

@@ -441,7 +441,7 @@ def test_offset_out_of_range(cli) -> None:
     cli("produce", "t", stdin=b"a\nb\n")
     r = cli("consume", "t", "--partition", "0", "--offset", "3")
     assert r.code == 1 and r.out == ""
-    assert r.err.startswith("streamrt: error: offset 3 is out of range for t[0]: valid offsets are 0 to 2")
+    assert r.err.startswith("streamrt: error: offset 3 is past the end of t[0]: valid offsets are 0 to 2")
     assert cli("consume", "t", "--partition", "0", "--offset", "2").out == ""  # the end is fine
     assert cli("consume", "t", "--partition", "0", "--offset", "1").lines == ["b"]
 

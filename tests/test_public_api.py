@@ -3,7 +3,7 @@
 import streamrt
 
 EXPECTED = {
-    "LogStorage", "LogStore", "PartitionInfo", "Record", "TopicConfig", "TopicInfo",
+    "LogStorage", "LogStore", "PartitionInfo", "Record", "Records", "TopicConfig", "TopicInfo",
     "WriteBatch", "WriteResult", "errors", "open_log",
 }
 

@@ -26,11 +26,9 @@ def is_data_dir(path: str) -> bool:
     """Whether ``path`` holds a streamrt log.
 
     Read-only commands use this so that they never create a data directory, nor turn an
-    unrelated directory (``--data-dir ~``, say) into one. The storage engine keeps its LMDB
-    environment in a ``log`` subdirectory (storage/_env.py); it offers no public "is there a
-    log here" check, so the CLI looks for that subdirectory itself.
+    unrelated directory (``--data-dir ~``, say) into one.
     """
-    return os.path.isdir(os.path.join(path, "log"))
+    return LogStore.exists(path)
 
 
 def open_store(path: str, *, create: bool, lock_timeout: float) -> LogStore | None:

@@ -194,7 +194,7 @@ class _Consumer:
                 if not recs:
                     continue
                 chunks.append(format_records(p, recs, self.args.verbose))
-                self.positions[p] = recs[-1].offset + 1
+                self.positions[p] = recs.next_offset
                 commits[(self.topic, p)] = self.positions[p]
                 if self.remaining is not None:
                     self.remaining -= len(recs)

@@ -6,6 +6,7 @@ The one typed storage API that the broker, the dataflow runtime and the Kafka se
 
 from ._api import LogStorage
 from ._codec import build_batch, check_batch, iter_records, parse_header
+from ._records import Records
 from ._store import LogStore
 from ._types import (
     PartitionInfo,
@@ -23,6 +24,7 @@ __all__ = [
     "LogStore",
     "PartitionInfo",
     "Record",
+    "Records",
     "StoredRecord",
     "TopicConfig",
     "TopicInfo",

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from ._types import PartitionInfo, StoredRecord, TopicConfig, TopicInfo, WriteBatch, WriteResult
+from ._records import Records
+from ._types import PartitionInfo, TopicConfig, TopicInfo, WriteBatch, WriteResult
 
 
 class LogStorage(Protocol):
@@ -38,7 +39,7 @@ class LogStorage(Protocol):
     # reads
     def read(
         self, topic: str, partition: int, offset: int, max_records: int = ..., max_bytes: int = ...
-    ) -> list[StoredRecord]: ...
+    ) -> Records: ...
     def read_raw(
         self, topic: str, partition: int, offset: int, max_bytes: int = ...
     ) -> list[bytes]: ...

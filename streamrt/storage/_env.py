@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import lmdb
 
-from ..errors import DataDirLocked, StorageError, UnsupportedFormat
+from ..errors import DataDirLocked, DataDirMissing, StorageError, UnsupportedFormat
 from ._types import Durability
 
 FORMAT_VERSION = b"1"
@@ -75,10 +75,9 @@ class DataDir:
     ) -> None:
         self.path = os.fspath(path)
         self.pid = os.getpid()
-        if not os.path.isdir(self.path):
-            if not create:
-                raise StorageError(f"no data directory at {self.path} (nothing stored there yet)")
-            os.makedirs(self.path, exist_ok=True)
+        if not create and not exists(self.path):
+            raise DataDirMissing(f"no streamrt log in {self.path} (nothing stored there yet)")
+        os.makedirs(self.path, exist_ok=True)
         self._lock_fd = _lock(self.path)
         try:
             self.durability = durability
@@ -91,16 +90,30 @@ class DataDir:
                 )
             except lmdb.Error as e:
                 raise StorageError(f"cannot open the log in {self.path}: {e}") from e
-            self.env.reader_check()
-            self.dbs = {n.decode(): self.env.open_db(n) for n in DB_NAMES}
-            self._check_format()
+            try:
+                self.env.reader_check()
+                self._check_format()
+                self.dbs = {n.decode(): self.env.open_db(n) for n in DB_NAMES}
+            except BaseException:
+                self.env.close()
+                raise
         except BaseException:
             self.release()
             raise
         self.gate = Gate()
 
     def _check_format(self) -> None:
-        meta = self.dbs["meta"]
+        """Refuse a directory of another format before creating anything in it."""
+        try:
+            meta = self.env.open_db(b"meta", create=False)
+        except lmdb.NotFoundError:
+            with self.env.begin() as txn:
+                if txn.cursor().first():
+                    raise UnsupportedFormat(
+                        f"{self.path} holds an LMDB environment that is not a streamrt log; "
+                        f"use another --data-dir"
+                    ) from None
+            meta = self.env.open_db(b"meta")
         with self.env.begin(write=True) as txn:
             found = txn.get(b"format", db=meta)
             if found is None:
@@ -155,3 +168,8 @@ def holder_pid(path: str | os.PathLike[str]) -> int | None:
             return int(f.read().strip() or 0) or None
     except (OSError, ValueError):
         return None
+
+
+def exists(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a streamrt log (without opening or locking it)."""
+    return os.path.isfile(os.path.join(os.fspath(path), "log", "data.mdb"))

@@ -45,10 +45,11 @@ from ..errors import (
 )
 from . import _codec
 from ._env import DEFAULT_MAP_SIZE, DataDir
+from ._env import exists as _env_exists
+from ._records import Records, take_from_batch
 from ._types import (
     Durability,
     PartitionInfo,
-    StoredRecord,
     TopicConfig,
     TopicInfo,
     WriteBatch,
@@ -124,6 +125,11 @@ class LogStore:
             raise InvalidArgument(f"durability must be 'sync' or 'none', got {durability!r}")
         return cls(DataDir(path, durability=durability, map_size=map_size, create=create),
                    maintenance_interval)
+
+    @staticmethod
+    def exists(path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` holds a streamrt log (checked without opening or locking it)."""
+        return _env_exists(path)
 
     @property
     def path(self) -> str:
@@ -275,8 +281,9 @@ class LogStore:
                 if existing.partitions == partitions and existing.config == config:
                     return existing
                 raise TopicExists(
-                    f"topic {name!r} already exists with {existing.partitions} partitions and "
-                    f"{existing.config}; delete it first or create it with the same settings"
+                    f"topic {name!r} already exists with {existing.partitions} partitions"
+                    f"{_describe(existing.config)}; delete it first or create it with the same "
+                    f"settings"
                 )
             meta = self._dbs["meta"]
             raw = txn.get(b"next_topic_id", db=meta)
@@ -494,35 +501,40 @@ class LogStore:
     def read(
         self, topic: str, partition: int, offset: int,
         max_records: int = DEFAULT_MAX_RECORDS, max_bytes: int = DEFAULT_MAX_BYTES,
-    ) -> list[StoredRecord]:
+    ) -> Records:
         """Records from ``offset`` on, in order: at most ``max_records``, and stopping before a
         batch that would pass ``max_bytes`` (at least one batch is read if any is there).
 
-        Each record has ``offset``, ``timestamp``, ``key``, ``value`` and ``headers``. Reading
-        at the high watermark returns ``[]``; outside the stored range raises OffsetOutOfRange.
+        Returns :class:`Records`: iterate it (records are decoded batch by batch as you go),
+        ``len()`` it, index it, and continue from its ``next_offset``. Each record has
+        ``offset``, ``timestamp``, ``key``, ``value`` and ``headers``. Reading at the high
+        watermark gives no records; outside the stored range raises OffsetOutOfRange.
         """
         tid, nxt, _ = self._check_offset(topic, partition, offset)
-        if offset == nxt or max_records <= 0:
-            return []
-        out: list[Any] = []
-        used = 0
-        with self._data.gate.reading(), self._env.begin(buffers=True) as txn:
-            cur, pfx = self._batches(txn, tid, partition, offset)
-            for key, val in cur:
-                if key[:8] != pfx:
-                    break
-                n = len(val)
-                if out and used + n > max_bytes:
-                    break
-                used += n
-                recs = list(_codec.iter_records(bytes(val)))
-                if recs and recs[0].offset < offset:
-                    recs = [r for r in recs if r.offset >= offset]
-                out += recs
-                if len(out) >= max_records:
-                    del out[max_records:]
-                    break
-        return out
+        parts: list[tuple[bytes, int, int]] = []
+        total = 0
+        position = offset
+        if offset < nxt and max_records > 0:
+            used = 0
+            parse = _codec.parse_header
+            with self._data.gate.reading(), self._env.begin(buffers=True) as txn:
+                cur, pfx = self._batches(txn, tid, partition, offset)
+                for key, val in cur:
+                    if key[:8] != pfx:
+                        break
+                    n = len(val)
+                    if parts and used + n > max_bytes:
+                        break
+                    used += n
+                    buf = bytes(val)
+                    take, after = take_from_batch(buf, parse(buf), position, max_records - total)
+                    if take:
+                        parts.append((buf, position, take))
+                        total += take
+                    position = max(position, after)
+                    if total >= max_records:
+                        break
+        return Records(parts, total, position)
 
     def read_raw(
         self, topic: str, partition: int, offset: int, max_bytes: int = DEFAULT_MAX_BYTES
@@ -648,6 +660,13 @@ class LogStore:
     def stats(self) -> dict[str, int]:
         """Writer statistics: transactions committed and operations they carried."""
         return {"commits": self._writer.commits, "ops": self._writer.ops}
+
+
+def _describe(config: TopicConfig) -> str:
+    """The settings that differ from the defaults, for messages."""
+    default = TopicConfig().to_dict()
+    diff = [f"{k}={v}" for k, v in config.to_dict().items() if default[k] != v]
+    return f" ({', '.join(diff)})" if diff else " (default settings)"
 
 
 def _wb_size(wb: WriteBatch) -> int:

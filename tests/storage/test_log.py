@@ -243,3 +243,30 @@ def test_asyncio_backend(tmp_path) -> None:
             s.close()
 
     assert asyncio.run(main()) == list(range(0, 20, 2))
+
+
+def test_read_result_is_lazy_but_complete(store: sr.LogStore) -> None:
+    s = store
+    s.create_topic_sync("t", 1)
+    for b in range(4):
+        s.append_sync("t", 0, [(None, b"%d" % (b * 5 + i)) for i in range(5)])
+    recs = s.read("t", 0, 3, max_records=9)
+    assert len(recs) == 9 and recs.next_offset == 12
+    assert [r.offset for r in recs] == list(range(3, 12))
+    assert [r.offset for r in recs] == list(range(3, 12))  # iterable more than once
+    assert recs[0].value == b"3" and recs[-1].value == b"11" and recs[2:4][0].offset == 5
+    assert len(recs.batches) == 3
+    end = s.read("t", 0, 20)
+    assert len(end) == 0 and not end and end.next_offset == 20 and end == []
+
+
+def test_next_offset_skips_compacted_gaps(store: sr.LogStore) -> None:
+    s = store
+    s.create_topic_sync("c", 1, sr.TopicConfig(cleanup_policy="compact"))
+    s.append_sync("c", 0, [(b"a", b"1"), (b"b", b"1"), (b"a", b"2"), (b"c", b"1")])
+    s.append_sync("c", 0, [(b"b", b"2"), (b"d", b"1")])
+    s.compact("c")
+    recs = s.read("c", 0, 0, max_records=2)
+    assert [(r.offset, r.key) for r in recs] == [(2, b"a"), (3, b"c")] and recs.next_offset == 4
+    recs = s.read("c", 0, recs.next_offset)
+    assert [(r.offset, r.key) for r in recs] == [(4, b"b"), (5, b"d")] and recs.next_offset == 6
