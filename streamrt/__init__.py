@@ -5,6 +5,8 @@ is private and may change.
 """
 
 from . import errors
+from .broker import Broker, open
+from .client import Delivery, Producer, RecordMetadata, SentBatch
 from .storage import (
     LogStorage,
     LogStore,
@@ -20,6 +22,12 @@ from .storage import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Broker",
+    "Delivery",
+    "Producer",
+    "RecordMetadata",
+    "SentBatch",
+    "open",
     "LogStorage",
     "LogStore",
     "PartitionInfo",

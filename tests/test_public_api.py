@@ -5,6 +5,7 @@ import streamrt
 EXPECTED = {
     "LogStorage", "LogStore", "PartitionInfo", "Record", "Records", "TopicConfig", "TopicInfo",
     "WriteBatch", "WriteResult", "errors", "open_log",
+    "Broker", "Delivery", "Producer", "RecordMetadata", "SentBatch", "open",
 }
 
 

@@ -64,23 +64,42 @@ class Actor(Generic[M]):
     async def on_start(self) -> None:
         """Called before the first message of each instance (after every restart too)."""
 
+    #: How many queued messages one :meth:`handle_batch` call may take (1: use ``handle``).
+    batch_size: int = 1
+
     async def handle(self, message: M) -> Any:
         """Handle one message; the return value is the reply to an ``ask``."""
         raise NotImplementedError
+
+    async def handle_batch(self, messages: list[M]) -> list[Any]:
+        """Handle every message queued (at most ``batch_size``) at once; return one reply per
+        message, a :class:`Failure` for a message that failed alone (its asker gets that
+        error; the actor goes on). Raising crashes the actor and fails every ask of the batch."""
+        return [await self.handle(m) for m in messages]
 
     async def on_stop(self) -> None:
         """Called once when the instance stops, normally or after a crash."""
 
 
+class Failure:
+    """A reply that is an error for one message, not a crash of the actor."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 class _Reply:
     """The slot an ``ask`` waits on."""
 
-    __slots__ = ("event", "value", "error")
+    __slots__ = ("event", "value", "error", "crashed")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.value: Any = None
         self.error: BaseException | None = None
+        self.crashed = False
 
 
 class ActorRef(Generic[M]):
@@ -124,7 +143,7 @@ class ActorRef(Generic[M]):
         if scope.cancelled_caught:
             raise AskTimeout(f"actor {self.name} did not reply within {timeout} s")
         if reply.error is not None:
-            if isinstance(reply.error, ActorStopped):
+            if not reply.crashed:
                 raise reply.error
             raise ActorCrashed(
                 f"actor {self.name} failed handling {type(message).__name__}: {reply.error!r}"

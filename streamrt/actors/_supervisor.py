@@ -26,7 +26,7 @@ import attrs
 from anyio.abc import TaskGroup
 
 from ..errors import ActorStopped, Escalated
-from ._actor import Actor, ActorRef, Lifecycle, TRANSITIONS, _Reply, mailbox
+from ._actor import TRANSITIONS, Actor, ActorRef, Failure, Lifecycle, _Reply, mailbox
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class Supervisor:
         self.restarts: dict[str, int] = {}
         self.states: dict[str, Lifecycle] = {}
         self.subs: dict[str, Supervisor] = {}
+        self._shutting_down = anyio.Event()
 
     async def spawn(
         self, factory: Callable[[], Actor[Any]], name: str, policy: RestartPolicy | None = None
@@ -117,19 +118,35 @@ class Supervisor:
         intensity = _Intensity(policy)
         while True:
             self.states[name] = Lifecycle.STARTING
-            current: _Reply | None = None
+            current: list[_Reply | None] = []
             try:
                 try:
                     await actor.on_start()
                     self._move(name, "started")
                     started.set()
-                    async for message, reply in recv:
-                        current = reply
-                        result = await actor.handle(message)
-                        current = None
-                        if reply is not None:
-                            reply.value = result
-                            reply.event.set()
+                    limit = actor.batch_size
+                    async for first in recv:
+                        # Take what else is queued (up to batch_size): one handle_batch call
+                        # serves them all, e.g. one durable write for many appends.
+                        batch = [first]
+                        while len(batch) < limit:
+                            try:
+                                batch.append(recv.receive_nowait())
+                            except anyio.WouldBlock:
+                                break
+                        current = [r for _m, r in batch]
+                        if limit == 1:
+                            results = [await actor.handle(first[0])]
+                        else:
+                            results = await actor.handle_batch([m for m, _r in batch])
+                        current = []
+                        for (_m, reply), result in zip(batch, results):
+                            if reply is not None:
+                                if isinstance(result, Failure):
+                                    reply.error = result.error
+                                else:
+                                    reply.value = result
+                                reply.event.set()
                     self._move(name, "drained")
                 finally:
                     with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_TIMEOUT):
@@ -143,9 +160,11 @@ class Supervisor:
                 raise
             except Exception as exc:
                 self._move(name, "crashed")
-                if current is not None:
-                    current.error = exc
-                    current.event.set()
+                for reply in current:
+                    if reply is not None:
+                        reply.error = exc
+                        reply.crashed = True
+                        reply.event.set()
                 delay = intensity.record(anyio.current_time())
                 if delay is None:
                     self.states[name] = Lifecycle.STOPPED
@@ -181,9 +200,16 @@ class Supervisor:
                     sub._reset(tg)
                     await init(sub)
                     started.set()
+                    # Stay up (children may be added later) until shut down; the task group
+                    # then waits for the children to drain.
+                    await sub._shutting_down.wait()
                 return
             except Exception as exc:
                 inner = _escalation(exc)
+                if sub._shutting_down.is_set():
+                    log.warning("supervisor %s/%s failed while shutting down: %s",
+                                self.name, name, inner)
+                    return
                 delay = intensity.record(anyio.current_time())
                 if delay is None:
                     started.set()
@@ -205,6 +231,7 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """Close every child's mailbox: each drains what is queued, runs on_stop and ends."""
+        self._shutting_down.set()
         for ref in self.children.values():
             ref.close()
         for sub in self.subs.values():

@@ -146,11 +146,17 @@ def build_batch(
     append = builder.append
     delta = 0
     try:
-        if type(records[0]) is tuple and len(records[0]) == 2:
-            # The common case, kept tight: (key, value) pairs, append-time timestamps.
+        first = records[0]
+        if type(first) is tuple and len(first) == 2:
+            # The common cases, kept tight: (key, value) pairs with append-time timestamps,
+            # and (key, value, headers, timestamp) as producers build them.
             empty: list[tuple[str, bytes | None]] = []
             for key, value in records:
                 append(delta, None, key, value, empty)
+                delta += 1
+        elif type(first) is tuple and len(first) == 4 and type(first[2]) is list:
+            for key, value, headers, ts in records:
+                append(delta, ts, key, value, headers)
                 delta += 1
         else:
             for rec in records:

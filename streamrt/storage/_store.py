@@ -39,6 +39,7 @@ from ..errors import (
     StaleGeneration,
     StoreClosed,
     StorageError,
+    StreamrtError,
     TopicExists,
     UnknownPartition,
     UnknownTopic,
@@ -430,6 +431,24 @@ class LogStore:
         """Commit one atomic intent; resolves when it is durable. A failed condition raises a
         ConditionFailed subclass and nothing of the intent is stored."""
         return await self._run(self._intent_op(batch), _wb_size(batch))
+
+    async def write_many(self, batches: Sequence[WriteBatch]) -> list[WriteResult | StreamrtError]:
+        """Submit several intents at once, so they share a group commit; each lands or fails
+        alone: the result list holds a WriteResult or the typed error for each, in order."""
+        self._check_open()
+        waiters = []
+        for wb in batches:
+            op = self._intent_op(wb)
+            w = AsyncWaiter()
+            self._writer.submit(op, w, _wb_size(wb))
+            waiters.append(w)
+        out: list[WriteResult | StreamrtError] = []
+        for w in waiters:
+            try:
+                out.append(await w.wait())
+            except StreamrtError as e:
+                out.append(e)
+        return out
 
     def write_sync(self, batch: WriteBatch) -> WriteResult:
         """Blocking twin of :meth:`write`."""

@@ -1,0 +1,172 @@
+"""The broker facade and producer: partition actors, long-poll fetch, batching, supervision."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+
+import streamrt as sr
+from streamrt import errors
+from streamrt._murmur2 import partition_for_key
+from streamrt.storage import build_batch
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_send_resolves_with_offsets_and_keys_partition_by_murmur2(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("orders", partitions=4)
+        producer = broker.producer()
+        meta = await producer.send("orders", {"id": 1}, key="customer-7", headers={"h": "v"})
+        assert meta.partition == partition_for_key(b"customer-7", 4)
+        assert meta.offset == 0 and meta.topic == "orders"
+        recs = await broker.fetch("orders", meta.partition, 0)
+        (r,) = list(recs)
+        assert orjson.loads(r.value) == {"id": 1} and r.key == b"customer-7"
+        assert list(r.headers) == [("h", b"v")] and r.timestamp == meta.timestamp
+
+
+async def test_concurrent_sends_share_batches(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=2)
+        producer = broker.producer(linger=0.01)
+        before = broker.store.stats()["commits"]
+        metas = []
+        called: list[int] = []  # the order send() was called in (tasks run in any order)
+
+        async def one(i: int) -> None:
+            called.append(i)  # send() enqueues synchronously before its first await
+            metas.append(await producer.send("t", i, key=str(i % 10)))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(300):
+                tg.start_soon(one, i)
+        assert broker.store.stats()["commits"] - before < 30  # ~one commit per linger window
+        for p in range(2):
+            offs = sorted(m.offset for m in metas if m.partition == p)
+            assert offs == list(range(len(offs)))
+        # per-key order: the values of one key appear in the order send() was called
+        rank = {v: n for n, v in enumerate(called)}
+        for p in range(2):
+            seen: dict[bytes, int] = {}
+            for r in await broker.fetch("t", p, 0):
+                v = rank[orjson.loads(r.value)]
+                assert v > seen.get(r.key, -1)
+                seen[r.key] = v
+
+
+async def test_send_soon_and_send_many(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=3)
+        producer = broker.producer(batch_records=100)
+        deliveries = [producer.send_soon("t", i) for i in range(1000)]
+        await producer.flush()
+        metas = [await d for d in deliveries]
+        assert len({(m.partition, m.offset) for m in metas}) == 1000
+        sent = await producer.send_many("t", list(range(500)), keys=[str(i) for i in range(500)])
+        assert len(sent) == 500 and sent[3].partition == partition_for_key(b"3", 3)
+        total = sum(broker.high_watermark("t", p) for p in range(3))
+        assert total == 1500
+        got = set()
+        for p in range(3):
+            got |= {(p, r.offset) for r in broker.store.read("t", p, 0, max_records=10**6)}
+        assert {(m.partition, m.offset) for m in sent} <= got
+
+
+async def test_acks_zero_returns_immediately_and_lands(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=1)
+        producer = broker.producer(acks=0, linger=0.01)
+        for i in range(50):
+            assert await producer.send("t", i) is None
+        await producer.flush()
+        assert broker.high_watermark("t", 0) == 50
+
+
+async def test_long_poll_fetch(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=1)
+        t0 = time.monotonic()
+        assert len(await broker.fetch("t", 0, 0, max_wait=0.05)) == 0
+        assert time.monotonic() - t0 >= 0.04
+        got: list[int] = []
+
+        async def poll() -> None:
+            recs = await broker.fetch("t", 0, 0, max_wait=30)
+            got.append(len(recs))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(poll)
+            with anyio.fail_after(10):
+                while (("t", 0)) not in broker._signals:  # the poller is waiting
+                    await anyio.sleep(0.001)
+            await broker.produce("t", 0, [(None, b"x")])
+        assert got == [1]
+
+
+async def test_bad_input(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=2)
+        producer = broker.producer()
+        with pytest.raises(errors.UnknownTopic):
+            await producer.send("nope", 1)
+        with pytest.raises(errors.UnknownPartition):
+            await producer.send("t", 1, partition=5)
+        with pytest.raises(errors.InvalidArgument, match="JSON"):
+            await producer.send("t", object())
+        with pytest.raises(errors.InvalidArgument, match="acks"):
+            broker.producer(acks=2)
+        with pytest.raises(errors.InvalidArgument, match="serde"):
+            broker.producer(value_serde="xml")
+
+
+async def test_rejected_batch_fails_alone_in_partition_actor(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=1)
+
+        def batch(seq: int) -> bytes:
+            return build_batch([(None, b"%d" % seq)], producer_id=1, producer_epoch=0,
+                               base_sequence=seq)
+
+        results: dict[int, object] = {}
+
+        async def send(i: int, b: bytes) -> None:
+            try:
+                results[i] = await broker.produce_raw("t", 0, b)
+            except errors.StreamrtError as e:
+                results[i] = e
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, 0, batch(0))
+            tg.start_soon(send, 1, batch(0))  # duplicate of the first
+            tg.start_soon(send, 2, build_batch([(None, b"plain")]))
+        assert sorted(r for r in results.values() if isinstance(r, int)) == [0, 1]
+        assert sum(isinstance(r, errors.DuplicateSequence) for r in results.values()) == 1
+        assert broker.high_watermark("t", 0) == 2
+
+
+async def test_crashed_partition_actor_is_restarted_and_serving(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=1)
+        assert broker._partitions is not None
+        ref = broker._partitions.children["t[0]"]
+        with pytest.raises(errors.ActorCrashed):
+            await ref.ask("not a WriteBatch")  # the actor raises on it: a crash
+        with anyio.fail_after(10):
+            while broker._partitions.restarts["t[0]"] < 1:
+                await anyio.sleep(0.01)
+        assert await broker.produce("t", 0, [(None, b"after")]) == 0
+        assert broker._partitions.restarts["t[0]"] == 1
+
+
+async def test_data_survives_reopen(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=1)
+        await broker.producer().send("t", "kept")
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        assert [orjson.loads(r.value) for r in await broker.fetch("t", 0, 0)] == ["kept"]
+        assert await broker.produce("t", 0, [(None, b"more")]) == 1
