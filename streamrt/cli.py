@@ -185,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--verbose", "-v", action="store_true",
                          help="also print partition, offset, timestamp and key")
     consume.set_defaults(func=_lazy("._cli.consume", "cmd_consume"), usage_error=consume.error)
+
+    # ---- groups (consumer groups: list, describe, reset)
+
+    # ---- dlq (dead letters: list, inspect, replay)
+
     return parser
 
 

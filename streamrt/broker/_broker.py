@@ -39,6 +39,8 @@ class Broker:
         self._signals: dict[tuple[str, int], anyio.Event] = {}
         self._closing = False
         self._producers: list[Any] = []
+        self.groups: Any = None  # the consumer-group coordinator (_groups.py)
+        self.queues: Any = None  # the queue-group manager (_queues.py)
 
     async def _start(self) -> None:
         async def init(sup: Supervisor) -> None:
@@ -46,6 +48,12 @@ class Broker:
                 await self._spawn_partitions(sup, info)
 
         self._partitions = await self.root.spawn_supervisor("partitions", init)
+        # Consumer groups (pub/sub) and queue groups: each package part starts its own actors.
+        from ._groups import start_groups
+        from ._queues import start_queues
+
+        self.groups = await start_groups(self)
+        self.queues = await start_queues(self)
 
     async def _spawn_partitions(self, sup: Supervisor, info: TopicInfo) -> None:
         for p in range(info.partitions):
@@ -191,6 +199,18 @@ class Broker:
         p = Producer(self, **config)
         self._producers.append(p)
         return p
+
+    def consumer(self, *topics: str, **config: Any) -> Any:
+        """A pub/sub consumer of ``topics`` (in a ``group=`` or standalone); see docs/clients.md."""
+        from ..client._consumer import Consumer
+
+        return Consumer(self, topics, **config)
+
+    def queue(self, name: str, **config: Any) -> Any:
+        """A point-to-point queue consumer of topic ``name``; see docs/clients.md."""
+        from ..client._queue import QueueConsumer
+
+        return QueueConsumer(self, name, **config)
 
     async def _close(self) -> None:
         self._closing = True
