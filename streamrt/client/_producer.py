@@ -126,7 +126,9 @@ class Producer:
         self._inflight: set[_Batch] = set()
 
     def _partition(self, topic: str, key: bytes | None, partition: int | None) -> int:
-        n = self._broker.store.topic(topic).partitions
+        store = self._broker.store
+        info = store._topics.get(topic)  # the hot path: one dict lookup per message
+        n = (info or store.topic(topic)).partitions
         if partition is not None:
             if type(partition) is not int or not 0 <= partition < n:
                 from ..errors import UnknownPartition
