@@ -6,7 +6,15 @@ is private and may change.
 
 from . import errors
 from .broker import Broker, open
-from .client import Delivery, Producer, RecordMetadata, SentBatch
+from .client import (
+    Consumer,
+    ConsumerTransaction,
+    Delivery,
+    Message,
+    Producer,
+    RecordMetadata,
+    SentBatch,
+)
 from .storage import (
     LogStorage,
     LogStore,
@@ -23,7 +31,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Broker",
+    "Consumer",
+    "ConsumerTransaction",
     "Delivery",
+    "Message",
     "Producer",
     "RecordMetadata",
     "SentBatch",

@@ -34,6 +34,14 @@ __all__ = [
     "ActorCrashed",
     "AskTimeout",
     "Escalated",
+    "GroupError",
+    "RebalanceInProgress",
+    "UnknownMemberId",
+    "IllegalGeneration",
+    "InconsistentGroupProtocol",
+    "CoordinatorNotAvailable",
+    "UnknownGroup",
+    "ConsumerClosed",
 ]
 
 
@@ -177,3 +185,73 @@ class AskTimeout(ActorError, TimeoutError):
 
 class Escalated(ActorError):
     """A child failed more often than its restart policy allows; its supervisor gives up."""
+
+
+# ---- consumer groups (Kafka's group-coordinator errors, by the same names)
+
+
+class GroupError(StreamrtError):
+    """Base class of consumer-group errors."""
+
+
+class RebalanceInProgress(GroupError):
+    """The group is rebalancing: the member must rejoin (consumers do so by themselves)."""
+
+    def __init__(self, group: str) -> None:
+        super().__init__(
+            f"group {group!r} is rebalancing: rejoin the group (a Consumer does this itself; "
+            f"retry after its next assignment)")
+        self.group = group
+
+
+class UnknownMemberId(GroupError, StaleGeneration, LookupError):
+    """The member is not (or no longer) in the group: its session expired, it left, or the
+    coordinator restarted. A zombie's commit is refused with this error."""
+
+    def __init__(self, group: str, member_id: str) -> None:
+        super().__init__(
+            f"member {member_id!r} is not in group {group!r} (its session expired, it left, or "
+            f"the coordinator restarted): join again with an empty member id; offsets it "
+            f"did not commit will be processed again by the partitions' new owners")
+        self.group = group
+        self.member_id = member_id
+
+
+class IllegalGeneration(GroupError, StaleGeneration):
+    """A request named a generation other than the group's current one (a zombie member)."""
+
+    def __init__(self, group: str, generation: int, current: int) -> None:
+        super().__init__(
+            f"group {group!r} is at generation {current}, not {generation}: this member "
+            f"missed a rebalance; rejoin the group and fetch its new assignment")
+        self.group = group
+        self.generation = generation
+        self.current = current
+
+
+class InconsistentGroupProtocol(GroupError, ValueError):
+    """A member's protocol type or protocols (assignors) match none of the group's."""
+
+
+class CoordinatorNotAvailable(GroupError):
+    """The group's coordinator stopped (the broker is closing, or it restarted)."""
+
+    def __init__(self, group: str) -> None:
+        super().__init__(
+            f"the coordinator of group {group!r} stopped (the broker is closing or the group "
+            f"actor restarted): retry; a Consumer rejoins by itself")
+        self.group = group
+
+
+class UnknownGroup(StreamrtError, LookupError):
+    """No group of that name has members, committed offsets or a generation."""
+
+    def __init__(self, group: str) -> None:
+        super().__init__(
+            f"unknown group {group!r}: no member has joined it and it has no committed "
+            f"offsets (streamrt groups list shows the known groups)")
+        self.group = group
+
+
+class ConsumerClosed(StreamrtError, RuntimeError):
+    """The consumer was closed (its ``async with`` block ended); open a new one."""

@@ -6,6 +6,7 @@ EXPECTED = {
     "LogStorage", "LogStore", "PartitionInfo", "Record", "Records", "TopicConfig", "TopicInfo",
     "WriteBatch", "WriteResult", "errors", "open_log",
     "Broker", "Delivery", "Producer", "RecordMetadata", "SentBatch", "open",
+    "Consumer", "ConsumerTransaction", "Message",
 }
 
 

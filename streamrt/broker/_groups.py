@@ -1,10 +1,386 @@
-"""Consumer groups (placeholder until the group coordinator lands)."""
+"""The consumer-group coordinator: one actor per group, driving the pure state machine.
+
+Each group that anyone joins gets a :class:`GroupActor` under the broker's ``groups``
+supervisor (spawned on demand). The actor owns the group's :class:`GroupMachine`
+(``_group_fsm.py``, where the states and the rules live), the replies of pending JoinGroup
+and SyncGroup requests (they wait until the rebalance gets there), and a timer task that wakes
+it when a session or a rebalance timeout is due. Before any member hears of a new
+generation, the actor makes it durable (``WriteBatch.set_generation``), so offset commits,
+fenced on that persisted generation, refuse a zombie member even across a restart. A
+restarted actor (after a crash) starts Empty at the stored generation: members find out from
+their next heartbeat (UnknownMemberId) and join again.
+
+:class:`GroupCoordinator` is the API, one method per Kafka group request (JoinGroup,
+SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups), so
+the Kafka-protocol server maps onto it one to one. Time comes from anyio, so tests can drive
+it with trio's MockClock.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+
+from ..actors import Actor, ActorRef, Failure, Supervisor
+from ..errors import (
+    ActorStopped,
+    CoordinatorNotAvailable,
+    InvalidArgument,
+    RebalanceInProgress,
+    StreamrtError,
+)
+from ..storage import WriteBatch
+from ._group_fsm import (
+    GroupDescription,
+    GroupMachine,
+    JoinReply,
+    JoinResult,
+    Output,
+    Persist,
+    RebalanceStarted,
+    SyncReply,
+)
+
+if TYPE_CHECKING:
+    from ._broker import Broker
+
+log = logging.getLogger(__name__)
+
+#: Extra seconds a JoinGroup/SyncGroup caller waits beyond the rebalance timeout before
+#: giving up on an answer (the coordinator normally answers within the timeout).
+REPLY_GRACE = 5.0
+
+
+class _Slot:
+    """Where a pending join or sync answer lands."""
+
+    __slots__ = ("event", "value", "error")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def resolve(self, value: Any = None, error: BaseException | None = None) -> None:
+        if not self.event.is_set():
+            self.value, self.error = value, error
+            self.event.set()
+
+    async def wait(self, timeout: float, group: str) -> Any:
+        with anyio.move_on_after(timeout):
+            await self.event.wait()
+        if not self.event.is_set():
+            raise RebalanceInProgress(group)
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+# Messages of a group actor.
+@attrs.frozen
+class _Join:
+    member_id: str
+    client_id: str
+    session_timeout: float
+    rebalance_timeout: float
+    protocol_type: str
+    protocols: tuple[tuple[str, bytes], ...]
+    slot: _Slot
+
+
+@attrs.frozen
+class _Sync:
+    member_id: str
+    generation: int
+    assignments: dict[str, bytes] | None
+    slot: _Slot
+
+
+@attrs.frozen
+class _Heartbeat:
+    member_id: str
+    generation: int
+
+
+@attrs.frozen
+class _Leave:
+    member_id: str
+
+
+@attrs.frozen
+class _CheckCommit:
+    member_id: str
+    generation: int
+
+
+class _Describe:
+    pass
+
+
+class _Tick:
+    pass
+
+
+_TICK = _Tick()
+_DESCRIBE = _Describe()
+
+
+class GroupActor(Actor[Any]):
+    """One consumer group; see the module doc."""
+
+    def __init__(self, coordinator: GroupCoordinator, group: str) -> None:
+        self.coord = coordinator
+        self.group = group
+
+    async def on_start(self) -> None:
+        self.fsm = GroupMachine(self.group, self.coord.broker.store.generation(self.group) or 0)
+        self.joins: dict[str, _Slot] = {}
+        self.syncs: dict[str, _Slot] = {}
+        self.poke = anyio.Event()
+        self.timer_scope = anyio.CancelScope()
+        self.coord.broker.tg.start_soon(self._timer)
+
+    async def on_stop(self) -> None:
+        self.timer_scope.cancel()
+        await self._apply(self.fsm.shutdown())
+        err = CoordinatorNotAvailable(self.group)
+        for slot in [*self.joins.values(), *self.syncs.values()]:
+            slot.resolve(error=err)
+
+    async def handle(self, msg: Any) -> Any:
+        try:
+            return await self._handle(msg, anyio.current_time())
+        except StreamrtError as e:  # the caller's error (unknown member, ...), not a crash
+            return Failure(e)
+        finally:
+            self.poke.set()
+            self.poke = anyio.Event()
+
+    async def _handle(self, msg: Any, now: float) -> Any:
+        fsm = self.fsm
+        if type(msg) is _Heartbeat:
+            fsm.heartbeat(now, msg.member_id, msg.generation)
+        elif type(msg) is _Tick:
+            await self._apply(fsm.expire(now))
+        elif type(msg) is _Join:
+            try:
+                member_id, outs = fsm.join(now, msg.member_id, msg.client_id, msg.session_timeout,
+                                           msg.rebalance_timeout, msg.protocol_type, msg.protocols)
+            except StreamrtError as e:
+                msg.slot.resolve(error=e)
+                return None
+            old = self.joins.pop(member_id, None)
+            if old is not None:
+                old.resolve(error=RebalanceInProgress(self.group))  # superseded by this join
+            self.joins[member_id] = msg.slot
+            await self._apply(outs)
+        elif type(msg) is _Sync:
+            try:
+                outs = fsm.sync(now, msg.member_id, msg.generation, msg.assignments)
+            except StreamrtError as e:
+                msg.slot.resolve(error=e)
+                return None
+            old = self.syncs.pop(msg.member_id, None)
+            if old is not None:
+                old.resolve(error=RebalanceInProgress(self.group))
+            self.syncs[msg.member_id] = msg.slot
+            await self._apply(outs)
+        elif type(msg) is _Leave:
+            await self._apply(fsm.leave(now, msg.member_id))
+        elif type(msg) is _CheckCommit:
+            fsm.check_commit(msg.member_id, msg.generation)
+        elif type(msg) is _Describe:
+            return fsm.describe()
+        else:  # pragma: no cover - a bug in the coordinator
+            raise TypeError(f"group actor got {msg!r}")
+        return None
+
+    async def _apply(self, outs: list[Output]) -> None:
+        for out in outs:
+            if type(out) is Persist:
+                # Durable before any member hears of the generation: the commit fence.
+                wb = WriteBatch()
+                wb.set_generation(self.group, out.generation)
+                await self.coord.broker.write(wb)
+            elif type(out) is JoinReply:
+                slot = self.joins.pop(out.member_id, None)
+                if slot is not None:
+                    slot.resolve(out.result, out.error)
+            elif type(out) is SyncReply:
+                slot = self.syncs.pop(out.member_id, None)
+                if slot is not None:
+                    slot.resolve(out.assignment, out.error)
+            elif type(out) is RebalanceStarted:
+                self.coord._signal_rebalance(self.group)
+
+    async def _timer(self) -> None:
+        """Send the actor a tick whenever the machine's next deadline passes."""
+        with self.timer_scope:
+            while True:
+                poke = self.poke
+                delay = self.fsm.next_deadline() - anyio.current_time()
+                if delay > 0:
+                    with anyio.move_on_after(delay):
+                        await poke.wait()
+                    if poke.is_set():
+                        continue  # something changed: recompute the deadline
+                ref = self.coord._sup.children.get(self.group)
+                if ref is None:
+                    return
+                try:
+                    await ref.send(_TICK)
+                except ActorStopped:
+                    return
+                await poke.wait()  # the tick (or another message) was handled
+
+
+class GroupCoordinator:
+    """Kafka's group coordinator over the broker: membership, rebalances, generations and
+    fenced offset commits. Reach it as ``broker.groups``."""
+
+    def __init__(self, broker: Broker, sup: Supervisor) -> None:
+        self.broker = broker
+        self._sup = sup
+        self._signals: dict[str, anyio.Event] = {}
+
+    # ------------------------------------------------------------- plumbing
+
+    async def _get(self, group: str) -> ActorRef[Any]:
+        if not isinstance(group, str) or not group:
+            raise InvalidArgument(f"a group name is a non-empty string, got {group!r}")
+        ref = self._sup.children.get(group)
+        if ref is None:
+            # spawn() registers the child before its first await, so a concurrent caller
+            # finds it here instead of spawning a second actor.
+            ref = await self._sup.spawn(lambda: GroupActor(self, group), group)
+        return ref
+
+    async def _ask(self, group: str, msg: Any) -> Any:
+        ref = await self._get(group)
+        try:
+            return await ref.ask(msg)
+        except ActorStopped:
+            raise CoordinatorNotAvailable(group) from None
+
+    async def _send(self, group: str, msg: Any) -> None:
+        ref = await self._get(group)
+        try:
+            await ref.send(msg)
+        except ActorStopped:
+            raise CoordinatorNotAvailable(group) from None
+
+    def _signal_rebalance(self, group: str) -> None:
+        ev = self._signals.pop(group, None)
+        if ev is not None:
+            ev.set()
+
+    def rebalance_signal(self, group: str) -> anyio.Event:
+        """An event set when ``group`` next starts a rebalance. Embedded consumers wait on it
+        alongside their heartbeat interval, so they rejoin at once; network clients learn it
+        from their next heartbeat, as in Kafka."""
+        ev = self._signals.get(group)
+        if ev is None:
+            ev = self._signals[group] = anyio.Event()
+        return ev
+
+    # ------------------------------------------------------------- group requests
+
+    async def join(
+        self, group: str, *, member_id: str = "", client_id: str = "", session_timeout: float,
+        rebalance_timeout: float, protocol_type: str, protocols: Sequence[tuple[str, bytes]],
+    ) -> JoinResult:
+        """JoinGroup: waits until the rebalance completes (or fails). An empty ``member_id``
+        joins as a new member; the result carries the id to use from then on."""
+        slot = _Slot()
+        await self._send(group, _Join(member_id, client_id, float(session_timeout),
+                                      float(rebalance_timeout), protocol_type,
+                                      tuple(protocols), slot))
+        result: JoinResult = await slot.wait(rebalance_timeout + REPLY_GRACE, group)
+        return result
+
+    async def sync(
+        self, group: str, *, member_id: str, generation: int,
+        assignments: Mapping[str, bytes] | None = None, timeout: float = 30.0,
+    ) -> bytes:
+        """SyncGroup: the leader passes every member's assignment; every member gets its own
+        (opaque bytes; for consumers, Kafka's ConsumerProtocolAssignment)."""
+        slot = _Slot()
+        await self._send(group, _Sync(member_id, generation,
+                                      dict(assignments) if assignments is not None else None, slot))
+        assignment: bytes = await slot.wait(timeout + REPLY_GRACE, group)
+        return assignment
+
+    async def heartbeat(self, group: str, *, member_id: str, generation: int) -> None:
+        """Heartbeat; raises RebalanceInProgress (rejoin), UnknownMemberId (join anew) or
+        IllegalGeneration (rejoin)."""
+        await self._ask(group, _Heartbeat(member_id, generation))
+
+    async def leave(self, group: str, *, member_id: str) -> None:
+        """LeaveGroup: the member's partitions are reassigned at once."""
+        await self._ask(group, _Leave(member_id))
+
+    async def commit(
+        self, group: str, offsets: Mapping[tuple[str, int], int], *, member_id: str = "",
+        generation: int = -1,
+    ) -> None:
+        """OffsetCommit. A member commits with its id and generation (checked by the group,
+        then fenced on the persisted generation in the same write); ``generation=-1`` without
+        a member is a standalone commit, refused while the group has members."""
+        wb = WriteBatch()
+        wb.commit(group, offsets, generation if generation >= 0 else None)
+        await self.write_fenced(group, wb, member_id=member_id, generation=generation)
+
+    async def write_fenced(
+        self, group: str, wb: WriteBatch, *, member_id: str = "", generation: int = -1,
+    ) -> None:
+        """Write ``wb`` (outputs and offset commits of an exactly-once transaction) after the
+        group has checked the member; its commits are fenced on the persisted generation."""
+        if member_id or group in self._sup.children:
+            await self._ask(group, _CheckCommit(member_id, generation))
+        await self.broker.write(wb)
+
+    def fetch_offsets(
+        self, group: str, partitions: Iterable[tuple[str, int]] | None = None,
+    ) -> dict[tuple[str, int], int]:
+        """OffsetFetch: the group's committed offsets (of ``partitions``, or all)."""
+        committed = self.broker.committed(group)
+        if partitions is None:
+            return committed
+        return {tp: committed[tp] for tp in partitions if tp in committed}
+
+    async def describe(self, group: str) -> GroupDescription | None:
+        """DescribeGroups: a live group's state, generation, protocol, leader and members
+        (with metadata and assignment bytes); None if the group has no actor in this process."""
+        if group not in self._sup.children:
+            return None
+        try:
+            desc: GroupDescription = await self._ask(group, _DESCRIBE)
+        except CoordinatorNotAvailable:
+            return None
+        return desc
+
+    def list_groups(self) -> list[str]:
+        """ListGroups: live groups and every group with committed offsets or a generation."""
+        return sorted(set(self._sup.children) | set(self.broker.store.groups()))
+
+    def generation(self, group: str) -> int | None:
+        """The group's persisted generation (what commits are fenced on)."""
+        return self.broker.store.generation(group)
 
 
 async def start_groups(broker: Any) -> Any:
-    """Start the group coordinator's actors under the broker's supervisor; returns it."""
-    return None
+    """Start the group coordinator's supervisor under the broker's root; returns the
+    coordinator (``broker.groups``). Group actors are spawned on a group's first request."""
+
+    async def init(_sup: Supervisor) -> None:
+        pass  # groups come back on their next request, at their stored generation
+
+    sup = await broker.root.spawn_supervisor("groups", init)
+    return GroupCoordinator(broker, sup)
+
+
+__all__ = ["GroupCoordinator", "GroupActor", "JoinResult", "GroupDescription", "start_groups"]

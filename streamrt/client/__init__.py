@@ -1,5 +1,7 @@
 """Embedded clients: producer, consumers, queue consumers."""
 
+from ._consumer import Consumer, ConsumerTransaction, Message
 from ._producer import Delivery, Producer, RecordMetadata, SentBatch
 
-__all__ = ["Delivery", "Producer", "RecordMetadata", "SentBatch"]
+__all__ = ["Consumer", "ConsumerTransaction", "Delivery", "Message", "Producer", "RecordMetadata",
+           "SentBatch"]
