@@ -42,6 +42,12 @@ __all__ = [
     "CoordinatorNotAvailable",
     "UnknownGroup",
     "ConsumerClosed",
+    "QueueError",
+    "QueueFull",
+    "QueueMismatch",
+    "UnknownQueue",
+    "MessageSettled",
+    "QueueClosed",
 ]
 
 
@@ -142,7 +148,12 @@ class DataDirLocked(StorageError):
     """Another process owns the data directory."""
 
     def __init__(self, path: str, pid: int | None) -> None:
-        holder = f"process {pid}" if pid else "another process"
+        import os
+
+        if pid == os.getpid():
+            holder = f"this process ({pid}; it is already open here: reuse that store)"
+        else:
+            holder = f"process {pid}" if pid else "another process"
         super().__init__(
             f"data directory {path} is in use by {holder}: one process owns a data directory; "
             f"stop it, or use another --data-dir"
@@ -255,3 +266,32 @@ class UnknownGroup(StreamrtError, LookupError):
 
 class ConsumerClosed(StreamrtError, RuntimeError):
     """The consumer was closed (its ``async with`` block ended); open a new one."""
+
+
+# ---- queues (point-to-point queue groups and dead letters)
+
+
+class QueueError(StreamrtError):
+    """Base class of queue errors."""
+
+
+class QueueFull(QueueError):
+    """A publish was refused: a queue over the topic has ``overflow="reject-new"`` and its
+    backlog reached ``max_length``. Nothing was appended; retry later."""
+
+
+class QueueMismatch(QueueError, ValueError):
+    """A queue group was declared again with settings other than its declared ones."""
+
+
+class UnknownQueue(QueueError, LookupError):
+    """No queue group or dead-letter topic of that name."""
+
+
+class MessageSettled(QueueError, RuntimeError):
+    """A queue message was acked or nacked a second time; each delivery is settled once."""
+
+
+class QueueClosed(QueueError, RuntimeError):
+    """The queue consumer is closed (or not opened yet: use ``async with broker.queue(...)``),
+    or its queue group was deleted."""

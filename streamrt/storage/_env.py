@@ -156,8 +156,9 @@ def _lock(path: str) -> int:
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise DataDirLocked(path, pid) from None
         raise StorageError(f"cannot lock {lock_path}: {e}") from e
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    data = f"{os.getpid()}\n".encode()
+    os.pwrite(fd, data, 0)  # write first, then trim: a refused reader never sees it empty
+    os.ftruncate(fd, len(data))
     return fd
 
 

@@ -106,7 +106,7 @@ def test_same_process_second_open_refused(tmp_path: Path, spawn: object) -> None
         with pytest.raises(errors.DataDirLocked) as ei:
             _open(d)
         assert ei.value.pid == os.getpid()
-        assert f"process {os.getpid()}" in str(ei.value)
+        assert f"this process ({os.getpid()}" in str(ei.value)
         with pytest.raises(errors.DataDirLocked):
             _open(d, durability="none")
         # The refused open closed only its own descriptor: the directory is still locked...
