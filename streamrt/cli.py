@@ -187,6 +187,34 @@ def build_parser() -> argparse.ArgumentParser:
     consume.set_defaults(func=_lazy("._cli.consume", "cmd_consume"), usage_error=consume.error)
 
     # ---- groups (consumer groups: list, describe, reset)
+    groups = commands.add_parser("groups", parents=[common], help="list, describe, reset consumer groups",
+                                 description="Inspect consumer groups and move their committed offsets.")
+    gactions = groups.add_subparsers(dest="action", metavar="ACTION", required=True)
+    glist = gactions.add_parser("list", parents=[common], help="list group names",
+                                description="Print the groups with committed offsets or a "
+                                            "generation, one per line.")
+    glist.set_defaults(func=_lazy("._cli.groups", "cmd_list"))
+    gdesc = gactions.add_parser("describe", parents=[common], help="show a group's offsets and lag",
+                                description="Show a group's generation and, per partition, its "
+                                            "committed offset, the log end and the lag. Members "
+                                            "live only in the process running the group, so "
+                                            "they are not shown here.")
+    gdesc.add_argument("group", type=_group_name, help="group name")
+    gdesc.set_defaults(func=_lazy("._cli.groups", "cmd_describe"))
+    greset = gactions.add_parser(
+        "reset", parents=[common], help="move a group's committed offsets",
+        description="Set the group's committed offsets of a topic: to the log start "
+                    "(earliest), the log end (latest), an offset N (clamped to what is "
+                    "stored), or the first record at or after a time: @MS (milliseconds since "
+                    "the epoch) or an ISO 8601 date-time such as 2024-05-01T12:00:00Z.")
+    greset.add_argument("group", type=_group_name, help="group name")
+    greset.add_argument("--topic", "-t", metavar="T", required=True, help="topic whose offsets move")
+    greset.add_argument("--to", metavar="WHERE", required=True,
+                        help="earliest | latest | N | @MS | ISO-DATETIME")
+    greset.add_argument("--partition", metavar="P", type=_int_at_least(0, "--partition"),
+                        help="only partition P (default: every partition)")
+    greset.add_argument("--dry-run", action="store_true", help="show the new offsets, change nothing")
+    greset.set_defaults(func=_lazy("._cli.groups", "cmd_reset"))
 
     # ---- dlq (dead letters: list, inspect, replay)
 
