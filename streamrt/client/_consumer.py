@@ -277,6 +277,9 @@ class Consumer:
             self._broker.tg.start_soon(self._membership)
             with anyio.move_on_after(self.rebalance_timeout):
                 await self._assigned_event.wait()
+            if self._failure is not None:  # e.g. InconsistentGroupProtocol: tell the caller
+                self._closed = True
+                raise self._failure
         elif self.topics:
             self._assign_partitions([(t, p) for t in self.topics
                                      for p in range(self._broker.store.topic(t).partitions)])
@@ -327,8 +330,11 @@ class Consumer:
                     tg.start_soon(self._heartbeat_loop)
                     await self._join_loop()
         except Exception as e:  # a bug or storage failure: surface it to the application
-            log.exception("consumer of group %r stopped", self.group)
+            log.debug("consumer of group %r stopped", self.group, exc_info=True)
+            while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+                e = e.exceptions[0]  # the task group's wrapping: report the error itself
             self._failure = e
+            self._assigned_event.set()  # start() and wait_for_assignment() stop waiting
             self._wake()
         finally:
             self._membership_done.set()

@@ -202,3 +202,13 @@ async def test_coordinator_restart_members_rejoin(tmp_path: Path) -> None:
             await broker.producer().send("t", "after", partition=1)
             (m,) = await drain(c, 1)
             assert m.value == "after"
+
+
+async def test_member_with_no_common_assignor_is_refused(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=2)
+        async with broker.consumer("t", group="g", assignors="range", **FAST) as a:
+            with pytest.raises(errors.InconsistentGroupProtocol, match="range"):
+                async with broker.consumer("t", group="g", assignors="roundrobin", **FAST):
+                    pass
+            assert a.assignment() == {("t", 0), ("t", 1)}
