@@ -205,7 +205,14 @@ class GroupActor(Actor[Any]):
                 # Durable before any member hears of the generation: the commit fence.
                 wb = WriteBatch()
                 wb.set_generation(self.group, out.generation)
-                await self.coord.broker.write(wb)
+                try:
+                    await self.coord.broker.write(wb)
+                except StreamrtError as e:
+                    # The machine moved on to a generation that is not stored: crash, so the
+                    # supervisor restarts the group from what storage holds.
+                    raise RuntimeError(
+                        f"group {self.group!r}: could not persist generation "
+                        f"{out.generation}: {e}") from e
             elif type(out) is JoinReply:
                 slot = self.joins.pop(out.member_id, None)
                 if slot is not None:
