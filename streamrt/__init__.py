@@ -15,6 +15,20 @@ from .client import (
     RecordMetadata,
     SentBatch,
 )
+from .dataflow import App, PipelineError, RunResult, Stream, TopicRef, file
+from operators import (
+    collect,
+    count,
+    fold,
+    max,
+    mean,
+    min,
+    reduce,
+    session,
+    sliding,
+    sum,
+    tumbling,
+)
 from .storage import (
     LogStorage,
     LogStore,
@@ -30,6 +44,23 @@ from .storage import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "App",
+    "PipelineError",
+    "RunResult",
+    "Stream",
+    "TopicRef",
+    "collect",
+    "count",
+    "file",
+    "fold",
+    "max",
+    "mean",
+    "min",
+    "reduce",
+    "session",
+    "sliding",
+    "sum",
+    "tumbling",
     "Broker",
     "Consumer",
     "ConsumerTransaction",

@@ -186,6 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also print partition, offset, timestamp and key")
     consume.set_defaults(func=_lazy("._cli.consume", "cmd_consume"), usage_error=consume.error)
 
+    # ---- run (an app's pipelines)
+    run = commands.add_parser(
+        "run", parents=[common], help="run an app's pipelines",
+        description="Import APP_FILE, find its streamrt App and run its pipelines until bounded "
+                    "sources end, or until Ctrl-C/SIGTERM (which checkpoints first).")
+    run.add_argument("app_file", metavar="APP_FILE", help="Python file defining a streamrt App")
+    run.add_argument("--app", metavar="NAME", help="which App, if the file defines several")
+    run.add_argument("--reset", action="store_true",
+                     help="forget the app's checkpoints (positions and state) and start afresh")
+    run.add_argument("--until-caught-up", action="store_true",
+                     help="stop when every topic source is read to its end")
+    run.set_defaults(func=_lazy("._cli.run", "cmd_run"))
+
     # ---- groups (consumer groups: list, describe, reset)
     groups = commands.add_parser("groups", parents=[common], help="list, describe, reset consumer groups",
                                  description="Inspect consumer groups and move their committed offsets.")

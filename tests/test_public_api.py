@@ -7,6 +7,8 @@ EXPECTED = {
     "WriteBatch", "WriteResult", "errors", "open_log",
     "Broker", "Delivery", "Producer", "RecordMetadata", "SentBatch", "open",
     "Consumer", "ConsumerTransaction", "Message",
+    "App", "PipelineError", "RunResult", "Stream", "TopicRef", "file", "collect", "count",
+    "fold", "max", "mean", "min", "reduce", "session", "sliding", "sum", "tumbling",
 }
 
 

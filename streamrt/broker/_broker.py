@@ -229,7 +229,7 @@ async def open(  # noqa: A001 - streamrt.open mirrors the built-in on purpose
     """
     store = LogStore.open(path, durability=durability, maintenance_interval=maintenance_interval)
     try:
-        async with open_runtime("broker", policy) as root:
+        async with _unwrapped(), open_runtime("broker", policy) as root:
             async with anyio.create_task_group() as tg:
                 broker = Broker(store, root, tg)
                 await broker._start()
@@ -241,3 +241,23 @@ async def open(  # noqa: A001 - streamrt.open mirrors the built-in on purpose
                     tg.cancel_scope.cancel()
     finally:
         store.close()
+
+
+@asynccontextmanager
+async def _unwrapped() -> AsyncIterator[None]:
+    """Task groups wrap even a single error in an ExceptionGroup; give callers the error
+    itself (with its own traceback) when there is exactly one."""
+    try:
+        yield
+    except BaseExceptionGroup as eg:
+        leaves = _leaves(eg)
+        if len(leaves) == 1 and isinstance(leaves[0], Exception):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(eg: BaseExceptionGroup) -> list[BaseException]:  # type: ignore[type-arg]
+    out: list[BaseException] = []
+    for e in eg.exceptions:
+        out += _leaves(e) if isinstance(e, BaseExceptionGroup) else [e]
+    return out

@@ -1,0 +1,240 @@
+"""Aggregations for windows: count, sum, min, max, mean, collect, reduce, fold, and your own.
+
+Each aggregation keeps a JSON-able accumulator (so window state checkpoints with orjson) and
+contributes a line of Python to one update function generated per ``aggregate(...)`` call:
+updating ``count`` and ``sum`` for an element is then two statements, not two method calls
+(the same trick attrs uses for its generated ``__init__``). ``merge`` combines two
+accumulators, which session windows need when a late element joins two sessions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from streamrt.errors import InvalidArgument
+
+
+def _identity(v: Any) -> Any:
+    return v
+
+
+class Aggregation:
+    """Base class: override ``init``, ``update`` (a statement on ``a[i]``, the element ``v``
+    and this aggregation's function ``f``), ``merge`` and ``result``."""
+
+    fn: Callable[[Any], Any] = staticmethod(_identity)
+
+    def init(self) -> Any:
+        raise NotImplementedError
+
+    def update(self) -> str:
+        raise NotImplementedError
+
+    def merge(self, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+    def result(self, acc: Any) -> Any:
+        return acc
+
+
+class Count(Aggregation):
+    def init(self) -> Any:
+        return 0
+
+    def update(self) -> str:
+        return "a[{i}] += 1"
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a + b
+
+
+class Sum(Aggregation):
+    def __init__(self, fn: Callable[[Any], Any] = _identity) -> None:
+        self.fn = fn
+
+    def init(self) -> Any:
+        return 0
+
+    def update(self) -> str:
+        return "a[{i}] += f{i}(v)"
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a + b
+
+
+class Min(Aggregation):
+    def __init__(self, fn: Callable[[Any], Any] = _identity) -> None:
+        self.fn = fn
+
+    def init(self) -> Any:
+        return None
+
+    def update(self) -> str:
+        return "x = f{i}(v)\nif a[{i}] is None or x < a[{i}]: a[{i}] = x"
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return b if a is None else a if b is None else min(a, b)
+
+
+class Max(Min):
+    def update(self) -> str:
+        return "x = f{i}(v)\nif a[{i}] is None or x > a[{i}]: a[{i}] = x"
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return b if a is None else a if b is None else max(a, b)
+
+
+class Mean(Aggregation):
+    def __init__(self, fn: Callable[[Any], Any] = _identity) -> None:
+        self.fn = fn
+
+    def init(self) -> Any:
+        return [0, 0]
+
+    def update(self) -> str:
+        return "s = a[{i}]\ns[0] += f{i}(v)\ns[1] += 1"
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return [a[0] + b[0], a[1] + b[1]]
+
+    def result(self, acc: Any) -> Any:
+        return acc[0] / acc[1] if acc[1] else None
+
+
+class Collect(Aggregation):
+    def __init__(self, fn: Callable[[Any], Any] = _identity) -> None:
+        self.fn = fn
+
+    def init(self) -> Any:
+        return []
+
+    def update(self) -> str:
+        return "a[{i}].append(f{i}(v))"
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a + b
+
+
+class Reduce(Aggregation):
+    """``fn(acc, element)``; the first element is the initial accumulator."""
+
+    _EMPTY = "__streamrt_empty__"
+
+    def __init__(self, fn: Callable[[Any, Any], Any]) -> None:
+        self.fn = fn
+
+    def init(self) -> Any:
+        return [self._EMPTY]
+
+    def update(self) -> str:
+        return "s = a[{i}]\ns[0] = v if s[0] == E else f{i}(s[0], v)"
+
+    def merge(self, a: Any, b: Any) -> Any:
+        if a[0] == self._EMPTY:
+            return b
+        if b[0] == self._EMPTY:
+            return a
+        return [self.fn(a[0], b[0])]
+
+    def result(self, acc: Any) -> Any:
+        return None if acc[0] == self._EMPTY else acc[0]
+
+
+class Fold(Aggregation):
+    """``fn(acc, element)`` from ``init``; cannot merge, so not for session windows."""
+
+    def __init__(self, init: Any, fn: Callable[[Any, Any], Any]) -> None:
+        self._init = init
+        self.fn = fn
+
+    def init(self) -> Any:
+        import copy
+
+        return [copy.deepcopy(self._init)]
+
+    def update(self) -> str:
+        return "s = a[{i}]\ns[0] = f{i}(s[0], v)"
+
+    def merge(self, a: Any, b: Any) -> Any:
+        raise InvalidArgument(
+            "fold() cannot merge two sessions' accumulators: use reduce() or a mergeable "
+            "aggregation with session windows"
+        )
+
+    def result(self, acc: Any) -> Any:
+        return acc[0]
+
+
+# Public factories (what users call: sr.count(), sr.sum(fn), ...)
+def count() -> Aggregation:
+    """Number of elements."""
+    return Count()
+
+
+def sum(fn: Callable[[Any], Any] = _identity) -> Aggregation:  # noqa: A001
+    """Sum of ``fn(element)``."""
+    return Sum(fn)
+
+
+def min(fn: Callable[[Any], Any] = _identity) -> Aggregation:  # noqa: A001
+    """Smallest ``fn(element)``."""
+    return Min(fn)
+
+
+def max(fn: Callable[[Any], Any] = _identity) -> Aggregation:  # noqa: A001
+    """Largest ``fn(element)``."""
+    return Max(fn)
+
+
+def mean(fn: Callable[[Any], Any] = _identity) -> Aggregation:
+    """Arithmetic mean of ``fn(element)``."""
+    return Mean(fn)
+
+
+def collect(fn: Callable[[Any], Any] = _identity) -> Aggregation:
+    """List of ``fn(element)`` in arrival order."""
+    return Collect(fn)
+
+
+def reduce(fn: Callable[[Any, Any], Any]) -> Aggregation:
+    """``fn(acc, element)`` starting from the first element."""
+    return Reduce(fn)
+
+
+def fold(init: Any, fn: Callable[[Any, Any], Any]) -> Aggregation:
+    """``fn(acc, element)`` starting from ``init`` (JSON-able, copied per window)."""
+    return Fold(init, fn)
+
+
+class Compiled:
+    """Several named aggregations as one generated update function."""
+
+    def __init__(self, aggs: Mapping[str, Aggregation]) -> None:
+        if not aggs:
+            raise InvalidArgument("aggregate() needs at least one aggregation, e.g. count=sr.count()")
+        for name, agg in aggs.items():
+            if not isinstance(agg, Aggregation):
+                raise InvalidArgument(
+                    f"aggregate({name}=...) got {type(agg).__name__}: use sr.count(), sr.sum(fn), "
+                    f"... or an Aggregation subclass"
+                )
+        self.names = list(aggs)
+        self.aggs = list(aggs.values())
+        lines = ["def update(a, v):"]
+        env: dict[str, Any] = {"E": Reduce._EMPTY}
+        for i, agg in enumerate(self.aggs):
+            env[f"f{i}"] = agg.fn
+            for line in agg.update().format(i=i).splitlines():
+                lines.append("    " + line)
+        exec("\n".join(lines), env)  # noqa: S102 - generated from our own templates only
+        self.update: Callable[[list[Any], Any], None] = env["update"]
+
+    def init(self) -> list[Any]:
+        return [agg.init() for agg in self.aggs]
+
+    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
+        return [agg.merge(x, y) for agg, x, y in zip(self.aggs, a, b)]
+
+    def results(self, accs: list[Any]) -> dict[str, Any]:
+        return {n: agg.result(x) for n, agg, x in zip(self.names, self.aggs, accs)}

@@ -1,0 +1,65 @@
+"""The operator protocol the dataflow executor drives.
+
+Batch-first: ``process`` takes a :class:`Batch` and returns the batches to pass on (usually
+one). Stateful operators also react to watermarks (``on_watermark`` returns what closes), and
+snapshot their state changes into the checkpoint through a :class:`StateHandle`, so state
+lives in LMDB and survives restarts. A user-defined operator implements the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from ._batch import Batch
+
+#: The watermark after the last element of a bounded input: everything closes.
+END_OF_TIME = 2**62
+
+
+class StateHandle(Protocol):
+    """Where an operator's state is kept: bytes keys under the operator's own namespace."""
+
+    def items(self) -> Iterable[tuple[bytes, bytes]]:
+        """Every saved (key, value) of this operator, to restore from."""
+        ...
+
+
+class Operator(Protocol):
+    """What the executor calls. Stateless operators implement ``process`` only (the base
+    class gives the rest)."""
+
+    name: str
+
+    def process(self, batch: Batch) -> list[Batch]: ...
+    def on_watermark(self, watermark: int) -> list[Batch]: ...
+    def snapshot(self) -> dict[bytes, bytes | None]: ...
+    def restore(self, state: StateHandle) -> None: ...
+
+
+class BaseOperator:
+    """Defaults for the protocol: no watermark reaction, no state."""
+
+    name = "operator"
+    #: True when the operator keeps state (its step needs a stable id).
+    stateful = False
+
+    def process(self, batch: Batch) -> list[Batch]:
+        raise NotImplementedError
+
+    def on_watermark(self, watermark: int) -> list[Batch]:
+        return []
+
+    def on_idle(self, part: int) -> list[Batch]:
+        """The input partition ``part`` has no data for now: it must not hold back time."""
+        return []
+
+    def snapshot(self) -> dict[bytes, bytes | None]:
+        return {}
+
+    def restore(self, state: StateHandle) -> None:
+        return None
+
+    def describe(self) -> Any:
+        """What makes this operator's saved state compatible (for restart checks)."""
+        return type(self).__name__

@@ -1,0 +1,295 @@
+"""The DSL: ``App``, ``Stream`` and ``WindowedStream``. It only builds a graph of frozen nodes.
+
+    app = sr.App("clickstream", guarantee="exactly_once")
+    clicks = app.topic("clicks", partitions=4)
+    (app.stream(clicks)
+        .filter(lambda e: e["value"] >= 10)
+        .key_by(lambda e: e["user"])
+        .window(sr.tumbling(seconds=1), timestamp=lambda e: e["ts"])
+        .aggregate(count=sr.count(), total=sr.sum(lambda e: e["value"]))
+        .to(app.topic("clicks-per-user")))
+    app.run()          # or: streamrt run app.py
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import attrs
+
+from operators import Aggregation
+from operators._windows import Session, Sliding, Tumbling
+
+from ..errors import InvalidArgument
+from ..storage import TopicConfig, check_topic_name
+from ._graph import Node
+
+Guarantee = Literal["at_least_once", "exactly_once"]
+ErrorPolicy = Literal["fail", "dead_letter"]
+
+
+@attrs.frozen
+class TopicRef:
+    """A topic an app reads or writes; created (if missing) when the app runs."""
+
+    name: str
+    partitions: int = 1
+    config: TopicConfig = attrs.field(factory=TopicConfig)
+
+
+@attrs.frozen
+class FileSource:
+    """Lines of a text file as a source (``follow=True`` tails it)."""
+
+    path: str
+    follow: bool = False
+
+
+def file(path: str | os.PathLike[str], *, follow: bool = False) -> FileSource:
+    """A text file's lines as a source, e.g. ``app.stream(sr.file("app.log"))``."""
+    return FileSource(os.fspath(path), follow)
+
+
+def _seconds_to_ms(value: float, what: str) -> int:
+    if not isinstance(value, (int, float)) or value < 0:
+        raise InvalidArgument(f"{what} is a number of seconds >= 0, got {value!r}")
+    return round(value * 1000)
+
+
+class App:
+    """A streaming application: its topics, pipelines and how to run them.
+
+    ``guarantee``: ``"at_least_once"`` (default: outputs flow before each checkpoint, a crash
+    replays since the last one) or ``"exactly_once"`` (outputs, state and input offsets commit
+    in one transaction per checkpoint). ``checkpoint_interval`` in seconds (default 1.0) and
+    ``checkpoint_records`` bound how much work a checkpoint covers. ``on_error``: ``"fail"``
+    (the task restarts from the last checkpoint; repeated failure stops the app) or
+    ``"dead_letter"`` (the failing element goes to ``dlq_topic`` and processing goes on).
+    """
+
+    def __init__(
+        self, name: str, *, guarantee: Guarantee = "at_least_once",
+        data_dir: str | os.PathLike[str] | None = None, checkpoint_interval: float = 1.0,
+        checkpoint_records: int = 200_000, on_error: ErrorPolicy = "fail",
+        dlq_topic: str | None = None, batch_size: int = 1000, idle_timeout: float = 1.0,
+    ) -> None:
+        check_topic_name(name)
+        if guarantee not in ("at_least_once", "exactly_once"):
+            raise InvalidArgument(
+                f"guarantee must be 'at_least_once' or 'exactly_once', got {guarantee!r}")
+        if on_error not in ("fail", "dead_letter"):
+            raise InvalidArgument(f"on_error must be 'fail' or 'dead_letter', got {on_error!r}")
+        if checkpoint_interval <= 0 or checkpoint_records < 1 or batch_size < 1:
+            raise InvalidArgument("checkpoint_interval, checkpoint_records and batch_size must be positive")
+        self.name = name
+        self.guarantee = guarantee
+        self.data_dir = os.fspath(data_dir) if data_dir is not None else None
+        self.checkpoint_interval = checkpoint_interval
+        self.checkpoint_records = checkpoint_records
+        self.on_error = on_error
+        self.dlq_topic = dlq_topic or f"{name}.dlq"
+        self.batch_size = batch_size
+        self.idle_timeout = idle_timeout
+        self.topics: dict[str, TopicRef] = {}
+        self.sinks: list[Node] = []
+        self.late_routes: dict[str, TopicRef] = {}
+        self._counts: dict[str, int] = {}
+        self._ids: set[str] = set()
+
+    def _id(self, kind: str, name: str | None) -> str:
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise InvalidArgument(f"a step name is a non-empty string, got {name!r}")
+            if name in self._ids:
+                raise InvalidArgument(f"two steps are named {name!r}: step names must be unique")
+            self._ids.add(name)
+            return name
+        n = self._counts.get(kind, 0)
+        self._counts[kind] = n + 1
+        sid = f"{kind}{n}"
+        while sid in self._ids:
+            n += 1
+            self._counts[kind] = n + 1
+            sid = f"{kind}{n}"
+        self._ids.add(sid)
+        return sid
+
+    def topic(self, name: str, partitions: int = 1, **config: Any) -> TopicRef:
+        """Declare a topic (settings as TopicConfig fields, e.g. ``retention_ms=...``)."""
+        check_topic_name(name)
+        ref = TopicRef(name, partitions, TopicConfig(**config))
+        old = self.topics.get(name)
+        if old is not None and old != ref:
+            raise InvalidArgument(f"topic {name!r} is declared twice with different settings")
+        self.topics[name] = ref
+        return ref
+
+    def stream(self, source: Any, *, name: str | None = None, value_serde: str = "json") -> Stream:
+        """A stream from a topic (a TopicRef or its name), a bounded iterable (or a function
+        returning one), or a file (``sr.file(path)``)."""
+        if isinstance(source, str):
+            source = self.topics.get(source) or self.topic(source)
+        if isinstance(source, TopicRef):
+            self.topics.setdefault(source.name, source)
+            args: dict[str, Any] = {"source": "topic", "topic": source.name, "serde": value_serde}
+        elif isinstance(source, FileSource):
+            args = {"source": "file", "path": source.path, "follow": source.follow}
+        elif callable(source):
+            args = {"source": "iterable", "make": source}
+        elif isinstance(source, Iterable):
+            if iter(source) is source:  # a generator: it can be run only once
+                items = source
+
+                def make() -> Iterable[Any]:
+                    return items
+            else:
+                def make() -> Iterable[Any]:
+                    return source
+            args = {"source": "iterable", "make": make}
+        else:
+            raise InvalidArgument(
+                f"cannot stream from {type(source).__name__}: give a topic, an iterable, a "
+                f"function returning an iterable, or sr.file(path)"
+            )
+        return Stream(self, Node(self._id("source", name), "source", (), args))
+
+    def run(self, **kwargs: Any) -> Any:
+        """Run the app's pipelines until bounded sources end (or Ctrl-C). See streamrt run."""
+        from ._runner import run_app_sync
+
+        return run_app_sync(self, **kwargs)
+
+
+class Stream:
+    """A stream of elements; each method adds a step and returns the new stream."""
+
+    def __init__(self, app: App, node: Node, keyed: bool = False) -> None:
+        self.app = app
+        self.node = node
+        self.keyed = keyed
+
+    def _then(self, kind: str, name: str | None, keyed: bool | None = None, **args: Any) -> Stream:
+        for k, v in args.items():
+            if k in ("fn", "key") and not callable(v):
+                raise InvalidArgument(f"{kind}() needs a function, got {type(v).__name__}")
+        node = Node(self.app._id(kind, name), kind, (self.node,), args)
+        return Stream(self.app, node, self.keyed if keyed is None else keyed)
+
+    def map(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Stream:
+        """``fn(element)`` for each element."""
+        return self._then("map", name, fn=fn)
+
+    def filter(self, fn: Callable[[Any], bool], *, name: str | None = None) -> Stream:
+        """Elements for which ``fn(element)`` is true."""
+        return self._then("filter", name, fn=fn)
+
+    def flat_map(self, fn: Callable[[Any], Iterable[Any]], *, name: str | None = None) -> Stream:
+        """Every element of ``fn(element)``."""
+        return self._then("flat_map", name, fn=fn)
+
+    def filter_map(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Stream:
+        """``fn(element)``, dropping None results."""
+        return self._then("filter_map", name, fn=fn)
+
+    def key_by(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Stream:
+        """Key elements by ``fn(element)``: windows and state downstream are per key.
+        Keys must be JSON values (str, int, tuples of them, ...): they are checkpointed."""
+        return self._then("key_by", name, keyed=True, fn=fn)
+
+    def inspect(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Stream:
+        """Call ``fn(element)`` for its side effect; elements pass unchanged."""
+        return self._then("inspect", name, fn=fn)
+
+    peek = inspect
+
+    def merge(self, *others: Stream, name: str | None = None) -> Stream:
+        """The elements of this stream and the others, interleaved."""
+        for o in others:
+            if not isinstance(o, Stream) or o.app is not self.app:
+                raise InvalidArgument("merge() takes streams of the same app")
+        node = Node(self.app._id("merge", name), "merge", (self.node, *(o.node for o in others)))
+        return Stream(self.app, node, self.keyed and all(o.keyed for o in others))
+
+    def branch(self, fn: Callable[[Any], bool], *, name: str | None = None) -> tuple[Stream, Stream]:
+        """Split in two: (elements where ``fn`` is true, the others)."""
+        base = name or self.app._id("branch", None)
+        yes = self._then("filter", f"{base}.true", fn=fn)
+        no = self._then("filter", f"{base}.false", fn=lambda e, f=fn: not f(e))
+        return yes, no
+
+    def window(
+        self, spec: Tumbling | Sliding | Session, *, timestamp: Callable[[Any], int] | None = None,
+        max_out_of_orderness: float = 0.0, allowed_lateness: float = 0.0,
+    ) -> WindowedStream:
+        """Group elements into event-time windows (``sr.tumbling``, ``sr.sliding``,
+        ``sr.session``); ``timestamp(element)`` gives event time in ms (default: the record's
+        timestamp). Durations in seconds. Follow with ``.aggregate(...)``."""
+        if not isinstance(spec, (Tumbling, Sliding, Session)):
+            raise InvalidArgument("window() takes sr.tumbling(...), sr.sliding(...) or sr.session(...)")
+        if timestamp is not None and not callable(timestamp):
+            raise InvalidArgument("window(timestamp=...) must be a function of the element")
+        return WindowedStream(self, spec, timestamp,
+                              _seconds_to_ms(max_out_of_orderness, "max_out_of_orderness"),
+                              _seconds_to_ms(allowed_lateness, "allowed_lateness"))
+
+    # ---- sinks
+    def to(self, topic: TopicRef | str, *, name: str | None = None) -> None:
+        """Write elements to a topic (JSON values; keyed streams keep their keys)."""
+        ref = topic if isinstance(topic, TopicRef) else (self.app.topics.get(topic) or self.app.topic(topic))
+        self.app.topics.setdefault(ref.name, ref)
+        self._sink("to", name, topic=ref.name)
+
+    def sink(self, fn: Callable[[list[Any]], Any], *, name: str | None = None, batch: bool = False) -> None:
+        """Call ``fn(element)`` for each element (or ``fn(list_of_elements)`` with
+        ``batch=True``); sync or async. At-least-once in either guarantee."""
+        if not callable(fn):
+            raise InvalidArgument("sink() needs a function")
+        self._sink("sink", name, fn=fn, batch=batch)
+
+    def print(self, *, name: str | None = None) -> None:
+        """Print each element (at-least-once)."""
+        self._sink("print", name)
+
+    def to_file(self, path: str | os.PathLike[str], *, name: str | None = None) -> None:
+        """Append elements as JSON lines to a file (at-least-once)."""
+        self._sink("file", name, path=os.fspath(path))
+
+    def _sink(self, kind: str, name: str | None, **args: Any) -> None:
+        node = Node(self.app._id(kind, name), kind, (self.node,), args)
+        self.app.sinks.append(node)
+
+
+class WindowedStream:
+    """A stream grouped into windows; ``aggregate`` turns it back into a stream of results."""
+
+    def __init__(self, stream: Stream, spec: Any, timestamp: Any, ooo: int, lateness: int) -> None:
+        self._stream = stream
+        self._spec = spec
+        self._timestamp = timestamp
+        self._ooo = ooo
+        self._lateness = lateness
+        self._late: TopicRef | None = None
+
+    def late_to(self, topic: TopicRef | str) -> WindowedStream:
+        """Send late elements (their window already closed) to this topic, not the app's DLQ."""
+        app = self._stream.app
+        self._late = topic if isinstance(topic, TopicRef) else (app.topics.get(topic) or app.topic(topic))
+        app.topics.setdefault(self._late.name, self._late)
+        return self
+
+    def aggregate(self, *, name: str | None = None, **aggs: Aggregation) -> Stream:
+        """One result per key and window: ``{"key", "start", "end", <name>: <value>...}``,
+        emitted when the window closes."""
+        if not aggs:
+            raise InvalidArgument("aggregate() needs at least one aggregation, e.g. count=sr.count()")
+        for k, a in aggs.items():
+            if not isinstance(a, Aggregation):
+                raise InvalidArgument(f"aggregate({k}=...) takes sr.count(), sr.sum(fn), ...; got {a!r}")
+        s = self._stream._then(
+            "window", name, keyed=True, spec=self._spec, timestamp=self._timestamp,
+            ooo=self._ooo, lateness=self._lateness, aggs=aggs)
+        if self._late is not None:
+            s.app.late_routes[s.node.id] = self._late
+        return s

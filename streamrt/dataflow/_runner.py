@@ -1,0 +1,453 @@
+"""Running an app: the plan, the pipeline task actor, checkpoints, restarts.
+
+One process runs all of an app's tasks (spreading an app over processes is a later step, kept
+behind :func:`place_tasks`). A pipeline task is an actor under the broker's supervisor: each
+``step`` reads a batch from every source partition and pushes it synchronously through the
+operators (stateless chains are plain comprehensions over the batch), so between two steps
+every operator is at a consistent point. That is where checkpoints are taken: one LMDB write
+transaction holds every source position, every operator's state changes and, in exactly-once
+mode, every output record since the last checkpoint. A crash before that commit leaves none
+of it visible; after it, nothing is replayed. On restart (a crash with ``on_error="fail"``),
+the supervisor makes a fresh task whose ``on_start`` restores state and positions from the
+last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import attrs
+import orjson
+
+import operators as ops
+from operators import END_OF_TIME, Batch
+
+from ..actors import Actor, RestartPolicy
+from ..errors import ActorCrashed, InvalidArgument, StreamrtError
+from ..storage import TopicConfig, WriteBatch
+from ._app import App
+from ._graph import Node, user_line
+from ._sinks import CallSink, FileSink, PrintSink, TopicSink
+from ._sources import SourceReader, make_reader
+
+log = logging.getLogger(__name__)
+
+SINK_KINDS = ("to", "sink", "print", "file")
+PART_SPAN = 1 << 20  # global partition id = source index * PART_SPAN + partition
+TASK_POLICY = RestartPolicy(max_restarts=3, within=60.0, backoff=0.05, max_backoff=2.0)
+
+
+class PipelineError(StreamrtError):
+    """A step of a pipeline failed; the message names the step and the user's function."""
+
+
+class IncompatibleState(StreamrtError):
+    """The app's saved state belongs to a different graph; run with --reset to start afresh."""
+
+
+@attrs.define
+class RunResult:
+    """What a run did."""
+
+    records_in: int = 0
+    records_out: int = 0
+    checkpoints: int = 0
+    late: int = 0
+    dead_lettered: int = 0
+    restarts: int = 0
+    seconds: float = 0.0
+
+
+def _prefix(app: str, *parts: str) -> bytes:
+    return b"\x00".join([b"df", app.encode(), *(p.encode() for p in parts)]) + b"\x00"
+
+
+def place_tasks(app: App) -> list[str]:
+    """Which pipeline tasks run in this process: all of them, for now (the seam where a
+    multi-process placement will go)."""
+    return [f"{app.name}.pipeline"]
+
+
+def _walk(app: App) -> list[Node]:
+    """Every node feeding a sink, inputs before their consumers."""
+    order: list[Node] = []
+    seen: set[int] = set()
+
+    def visit(n: Node) -> None:
+        if id(n) in seen:
+            return
+        seen.add(id(n))
+        for i in n.inputs:
+            visit(i)
+        order.append(n)
+
+    for s in app.sinks:
+        visit(s)
+    return order
+
+
+def fingerprint(app: App) -> bytes:
+    """What the saved state depends on: stateful steps' ids and kinds, and the sources."""
+    parts = []
+    for n in _walk(app):
+        if n.kind == "source":
+            parts.append(["source", n.id, n.args["source"], n.args.get("topic")])
+        elif n.kind == "window":
+            a = n.args
+            parts.append(["window", n.id, type(a["spec"]).__name__, attrs.asdict(a["spec"]),
+                          sorted(a["aggs"])])
+    return orjson.dumps(parts)
+
+
+class _Plan:
+    """Operators and sinks made from the graph, for one incarnation of the task."""
+
+    def __init__(self, app: App, broker: Any, until_caught_up: bool, result: RunResult) -> None:
+        self.app = app
+        self.broker = broker
+        self.result = result
+        self.nodes = _walk(app)
+        if not app.sinks:
+            raise InvalidArgument(
+                f"app {app.name!r} has no pipeline with a sink: end a stream with .to(topic), "
+                f".sink(fn), .print() or .to_file(path)")
+        self.children: dict[str, list[Node]] = {n.id: [] for n in self.nodes}
+        for n in self.nodes:
+            for i in n.inputs:
+                self.children[i.id].append(n)
+        hold = app.guarantee == "exactly_once"
+        self.sources: dict[str, tuple[int, SourceReader]] = {}
+        self.ops: dict[str, Any] = {}
+        self.sinks: dict[str, Any] = {}
+        for n in self.nodes:
+            if n.kind == "source":
+                self.sources[n.id] = (len(self.sources), make_reader(broker, n.args, until_caught_up))
+            elif n.kind in SINK_KINDS:
+                self.sinks[n.id] = self._make_sink(n, hold)
+            else:
+                self.ops[n.id] = self._make_op(n)
+        self.dlq = TopicSink(broker, app.dlq_topic, hold)
+        self.late_sinks = {nid: TopicSink(broker, ref.name, hold) for nid, ref in app.late_routes.items()}
+        for n in self.nodes:  # which global input partitions feed each window
+            if n.kind == "window":
+                self.ops[n.id].open_parts(self._parts_feeding(n))
+
+    def _parts_feeding(self, n: Node) -> list[int]:
+        if n.kind == "source":
+            idx, reader = self.sources[n.id]
+            return [idx * PART_SPAN + p for p in reader.parts]
+        out: list[int] = []
+        for i in n.inputs:
+            out += self._parts_feeding(i)
+        return out
+
+    def _make_op(self, n: Node) -> Any:
+        a = n.args
+        simple = {"map": ops.Map, "filter": ops.Filter, "flat_map": ops.FlatMap,
+                  "filter_map": ops.FilterMap, "key_by": ops.KeyBy, "inspect": ops.Inspect}
+        if n.kind in simple:
+            return simple[n.kind](a["fn"])
+        if n.kind == "merge":
+            return _Pass()
+        if n.kind == "window":
+            return ops.WindowAggregate(a["spec"], ops.Compiled(a["aggs"]), a["timestamp"],
+                                       a["ooo"], a["lateness"])
+        raise InvalidArgument(f"unknown step kind {n.kind!r}")
+
+    def _make_sink(self, n: Node, hold: bool) -> Any:
+        a = n.args
+        if n.kind == "to":
+            return TopicSink(self.broker, a["topic"], hold)
+        if n.kind == "sink":
+            return CallSink(a["fn"], a["batch"])
+        if n.kind == "print":
+            return PrintSink()
+        return FileSink(a["path"])
+
+    # ------------------------------------------------------------ pushing batches
+
+    def push(self, node: Node, batch: Batch) -> None:
+        for child in self.children[node.id]:
+            if child.kind in SINK_KINDS:
+                self.sinks[child.id].add(batch)
+                self.result.records_out += len(batch.values)
+                continue
+            op = self.ops[child.id]
+            try:
+                outs = op.process(batch)
+            except Exception as e:  # a user function raised somewhere in the batch
+                outs = self._failed(child, op, batch, e)
+            late = getattr(op, "take_late", None)
+            if late is not None:
+                for lb in late():
+                    self._late(child, lb)
+            for out in outs:
+                if out.values:
+                    self.push(child, out)
+
+    def _failed(self, node: Node, op: Any, batch: Batch, exc: Exception) -> list[Batch]:
+        fn = node.args.get("fn")
+        where = f"step {node.id!r} ({node.kind}"
+        where += f", {user_line(fn)})" if fn is not None else ")"
+        if self.app.on_error == "fail":
+            raise PipelineError(f"{where} raised {exc!r}") from exc
+        # dead_letter: find the failing elements one by one, pass the others on
+        outs: list[Batch] = []
+        for i, v in enumerate(batch.values):
+            one = Batch([v], [batch.keys[i]] if batch.keys is not None else None,
+                        [batch.ts[i]] if batch.ts is not None else None, batch.part)
+            try:
+                outs += op.process(one)
+            except Exception as e:
+                self.dead_letter(one, where, e)
+        return outs
+
+    def dead_letter(self, one: Batch, where: str, exc: Exception) -> None:
+        self.dlq.add(one, [("error", repr(exc).encode()), ("step", where.encode()),
+                           ("app", self.app.name.encode())])
+        self.result.dead_lettered += 1
+
+    def _late(self, node: Node, batch: Batch) -> None:
+        self.result.late += len(batch.values)
+        sink = self.late_sinks.get(node.id)
+        if sink is not None:
+            sink.add(batch, [("late", b"1"), ("step", node.id.encode())])
+        else:
+            self.dlq.add(batch, [("reason", b"late"), ("step", node.id.encode()),
+                                 ("app", self.app.name.encode())])
+
+    def node(self, nid: str) -> Node:
+        return next(n for n in self.nodes if n.id == nid)
+
+    def all_sinks(self) -> list[Any]:
+        return [*self.sinks.values(), self.dlq, *self.late_sinks.values()]
+
+
+class _Pass(ops.BaseOperator):
+    name = "merge"
+
+    def process(self, batch: Batch) -> list[Batch]:
+        return [batch]
+
+
+class _Handle:
+    def __init__(self, items: list[tuple[bytes, bytes]], prefix: bytes) -> None:
+        self._items = items
+        self._n = len(prefix)
+
+    def items(self) -> Any:
+        return ((k[self._n:], v) for k, v in self._items)
+
+
+class PipelineTask(Actor[str]):
+    """Runs an app's pipelines one step at a time; see the module doc."""
+
+    def __init__(self, app: App, broker: Any, until_caught_up: bool, result: RunResult) -> None:
+        self.app = app
+        self.broker = broker
+        self.until_caught_up = until_caught_up
+        self.result = result
+        self.plan: _Plan | None = None
+        self.done_parts: set[tuple[str, int]] = set()
+        self.idle_since: dict[tuple[str, int], float] = {}
+        self.since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+
+    async def on_start(self) -> None:
+        self.plan = _Plan(self.app, self.broker, self.until_caught_up, self.result)
+        store = self.broker.store
+        for sid, (_idx, reader) in self.plan.sources.items():
+            pre = _prefix(self.app.name, "pos", sid)
+            positions = {int(k[len(pre):]): int(v) for k, v in store.scan(pre)}
+            if positions:
+                reader.seek(positions)
+        for nid, op in self.plan.ops.items():
+            pre = _prefix(self.app.name, "st", nid)
+            op.restore(_Handle(store.scan(pre), pre))
+
+    async def handle(self, message: str) -> bool:
+        if message == "step":
+            return await self._step()
+        if message == "checkpoint":
+            await self.checkpoint()
+            return True
+        raise InvalidArgument(f"unknown pipeline task message {message!r}")
+
+    async def _step(self) -> bool:
+        plan = self.plan
+        assert plan is not None
+        got = 0
+        now = time.monotonic()
+        for sid, (idx, reader) in plan.sources.items():
+            node = plan.node(sid)
+            for p in reader.parts:
+                if (sid, p) in self.done_parts:
+                    continue
+                vals, ts, exhausted = await reader.read(p, self.app.batch_size)
+                gp = idx * PART_SPAN + p
+                if vals:
+                    got += len(vals)
+                    self.idle_since.pop((sid, p), None)
+                    plan.push(node, Batch(vals, None, ts, gp))
+                elif not reader.bounded:
+                    since = self.idle_since.setdefault((sid, p), now)
+                    if now - since >= self.app.idle_timeout:
+                        self._idle(node, gp)
+                if exhausted:
+                    self.done_parts.add((sid, p))
+        self.result.records_in += got
+        self.since_checkpoint += got
+        for sink in plan.all_sinks():
+            await sink.flush()
+        finished = all((sid, p) in self.done_parts
+                       for sid, (_i, r) in plan.sources.items() for p in r.parts)
+        if finished:
+            self._end_of_input()
+            for sink in plan.all_sinks():
+                await sink.flush()
+            await self.checkpoint()
+            return True
+        if (self.since_checkpoint >= self.app.checkpoint_records
+                or time.monotonic() - self.last_checkpoint >= self.app.checkpoint_interval):
+            await self.checkpoint()
+        return False
+
+    def _idle(self, source: Node, gp: int) -> None:
+        plan = self.plan
+        assert plan is not None
+        for n in plan.nodes:
+            if n.kind == "window":
+                op = plan.ops[n.id]
+                for out in op.on_idle(gp):
+                    plan.push(n, out)
+
+    def _end_of_input(self) -> None:
+        plan = self.plan
+        assert plan is not None
+        for n in plan.nodes:  # inputs before consumers: upstream windows flush first
+            op = plan.ops.get(n.id)
+            if op is not None:
+                for out in op.on_watermark(END_OF_TIME):
+                    if out.values:
+                        plan.push(n, out)
+
+    async def checkpoint(self) -> None:
+        """One transaction: source positions, state changes, held outputs."""
+        plan = self.plan
+        assert plan is not None
+        wb = WriteBatch()
+        app = self.app.name
+        for sid, (_idx, reader) in plan.sources.items():
+            pre = _prefix(app, "pos", sid)
+            for p, pos in reader.positions().items():
+                wb.put(pre + str(p).encode(), str(pos).encode())
+        for nid, op in plan.ops.items():
+            pre = _prefix(app, "st", nid)
+            for k, v in op.snapshot().items():
+                if v is None:
+                    wb.delete(pre + k)
+                else:
+                    wb.put(pre + k, v)
+        for sink in plan.all_sinks():
+            if isinstance(sink, TopicSink):
+                sink.drain_into(wb)  # empty in at-least-once mode: flushed each step
+        wb.put(_prefix(app, "graph"), fingerprint(self.app))
+        await self.broker.write(wb)
+        self.result.checkpoints += 1
+        self.since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+
+
+async def _ensure_topics(app: App, broker: Any) -> None:
+    for ref in app.topics.values():
+        if not broker.store.has_topic(ref.name):
+            await broker.create_topic(ref.name, ref.partitions, ref.config)
+    if not broker.store.has_topic(app.dlq_topic):
+        await broker.create_topic(app.dlq_topic, 1, TopicConfig())
+
+
+async def reset_app(app: App, broker: Any) -> None:
+    """Forget an app's checkpoints: positions and state (its topics are kept)."""
+    keys = [k for k, _ in broker.store.scan(_prefix(app.name))]
+    wb = WriteBatch()
+    for k in keys:
+        wb.delete(k)
+    if keys:
+        await broker.write(wb)
+
+
+async def run_app(
+    app: App, broker: Any, *, until_caught_up: bool = False, reset: bool = False,
+    on_progress: Callable[[RunResult], None] | None = None,
+) -> RunResult:
+    """Run the app on an open broker until its bounded sources end (or it is cancelled)."""
+    result = RunResult()
+    t0 = time.monotonic()
+    if not app.sinks:
+        raise InvalidArgument(
+            f"app {app.name!r} has no pipeline with a sink: end a stream with .to(topic), "
+            f".sink(fn), .print() or .to_file(path)")
+    await _ensure_topics(app, broker)
+    if reset:
+        await reset_app(app, broker)
+    saved = broker.store.get(_prefix(app.name, "graph"))
+    if saved is not None and saved != fingerprint(app):
+        raise IncompatibleState(
+            f"app {app.name!r} has saved state from a different pipeline (its sources or "
+            f"stateful steps changed); run with --reset to start afresh, or name the steps "
+            f"(name=...) so their ids stay stable")
+    (name,) = place_tasks(app)
+    ref = await broker.root.spawn(
+        lambda: PipelineTask(app, broker, until_caught_up, result), name, TASK_POLICY)
+    try:
+        while True:
+            try:
+                done = await ref.ask("step")
+            except ActorCrashed as e:
+                result.restarts += 1  # the supervisor logs the crash and restarts the task
+                cause = e.__cause__
+                if isinstance(cause, (IncompatibleState, InvalidArgument)):
+                    raise cause from None
+                if result.restarts >= TASK_POLICY.max_restarts:  # before the supervisor escalates
+                    raise PipelineError(
+                        f"app {app.name!r} failed {result.restarts} times; last error: {cause}"
+                    ) from cause
+                continue
+            if on_progress is not None:
+                on_progress(result)
+            if done:
+                break
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            try:
+                await ref.ask("checkpoint")  # graceful stop: keep what was done
+            except StreamrtError:
+                pass
+        raise
+    finally:
+        ref.close()
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+def run_app_sync(
+    app: App, *, data_dir: str | os.PathLike[str] | None = None, until_caught_up: bool = False,
+    reset: bool = False, durability: str = "sync",
+) -> RunResult:
+    """Open the data directory, run the app, close it (blocking)."""
+    import trio
+
+    from ..broker import open as open_broker
+
+    path = data_dir or app.data_dir or ".streamrt"
+
+    async def main() -> RunResult:
+        async with open_broker(path, durability=durability) as broker:  # type: ignore[arg-type]
+            return await run_app(app, broker, until_caught_up=until_caught_up, reset=reset)
+
+    return trio.run(main)
