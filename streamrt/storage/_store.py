@@ -539,7 +539,10 @@ class LogStore:
             with self._data.gate.reading(), self._env.begin(buffers=True) as txn:
                 cur, pfx = self._batches(txn, tid, partition, offset)
                 for key, val in cur:
-                    if key[:8] != pfx:
+                    # Stop at the high watermark read above: a batch committed after it is
+                    # in LMDB a moment before the writer publishes the new watermark, and
+                    # handing it out early would let a reader run past the published end.
+                    if key[:8] != pfx or _LK.unpack(key)[2] >= nxt:
                         break
                     n = len(val)
                     if parts and used + n > max_bytes:
@@ -569,7 +572,8 @@ class LogStore:
         with self._data.gate.reading(), self._env.begin(buffers=True) as txn:
             cur, pfx = self._batches(txn, tid, partition, offset)
             for key, val in cur:
-                if key[:8] != pfx or (out and used + len(val) > max_bytes):
+                if (key[:8] != pfx or _LK.unpack(key)[2] >= nxt  # see read()
+                        or (out and used + len(val) > max_bytes)):
                     break
                 used += len(val)
                 out.append(bytes(val))

@@ -270,3 +270,32 @@ def test_next_offset_skips_compacted_gaps(store: sr.LogStore) -> None:
     assert [(r.offset, r.key) for r in recs] == [(2, b"a"), (3, b"c")] and recs.next_offset == 4
     recs = s.read("c", 0, recs.next_offset)
     assert [(r.offset, r.key) for r in recs] == [(4, b"b"), (5, b"d")] and recs.next_offset == 6
+
+
+def test_reads_never_pass_the_published_high_watermark(store: sr.LogStore) -> None:
+    """A batch is in LMDB a moment before the writer publishes the new high watermark; a read
+    in that moment must stop at the published one (else a reader runs past the end)."""
+    s = store
+    s.create_topic_sync("t", 1)
+    s.append_sync("t", 0, [(None, b"a")])
+    committed, release = threading.Event(), threading.Event()
+    publish = s._publish
+
+    def slow_publish(overlay: dict) -> None:
+        committed.set()
+        assert release.wait(30)
+        publish(overlay)
+
+    s._publish = slow_publish  # type: ignore[method-assign]
+    t = threading.Thread(target=s.append_sync, args=("t", 0, [(None, b"b")]))
+    t.start()
+    try:
+        assert committed.wait(30)  # committed in LMDB, not yet published
+        assert s.high_watermark("t", 0) == 1
+        recs = s.read("t", 0, 0)
+        assert [r.value for r in recs] == [b"a"] and recs.next_offset == 1
+        assert len(s.read_raw("t", 0, 0)) == 1
+    finally:
+        release.set()
+        t.join(30)
+    assert [r.value for r in s.read("t", 0, 0)] == [b"a", b"b"]
