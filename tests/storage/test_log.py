@@ -279,14 +279,14 @@ def test_reads_never_pass_the_published_high_watermark(store: sr.LogStore) -> No
     s.create_topic_sync("t", 1)
     s.append_sync("t", 0, [(None, b"a")])
     committed, release = threading.Event(), threading.Event()
-    publish = s._publish
+    publish = s._writer._publish
 
     def slow_publish(overlay: dict) -> None:
         committed.set()
         assert release.wait(30)
         publish(overlay)
 
-    s._publish = slow_publish  # type: ignore[method-assign]
+    s._writer._publish = slow_publish  # type: ignore[method-assign]
     t = threading.Thread(target=s.append_sync, args=("t", 0, [(None, b"b")]))
     t.start()
     try:
