@@ -6,12 +6,16 @@ is private and may change.
 
 from . import errors
 from .broker import Broker, open
+from .broker._queue_dlq import DeadLetter
+from .broker._queues import QueueStats
 from .client import (
     Consumer,
     ConsumerTransaction,
     Delivery,
     Message,
     Producer,
+    QueueConsumer,
+    QueueMessage,
     RecordMetadata,
     SentBatch,
 )
@@ -67,6 +71,10 @@ __all__ = [
     "Delivery",
     "Message",
     "Producer",
+    "QueueConsumer",
+    "QueueMessage",
+    "QueueStats",
+    "DeadLetter",
     "RecordMetadata",
     "SentBatch",
     "open",

@@ -230,6 +230,42 @@ def build_parser() -> argparse.ArgumentParser:
     greset.set_defaults(func=_lazy("._cli.groups", "cmd_reset"))
 
     # ---- dlq (dead letters: list, inspect, replay)
+    dlq = commands.add_parser(
+        "dlq", parents=[common], help="list, inspect, replay dead letters of queues",
+        description="Dead letters of queue groups. NAME is a queue (NAME for all its groups, "
+                    "or NAME/GROUP) or a dead-letter topic.")
+    dactions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
+    dlist = dactions.add_parser(
+        "list", parents=[common], help="count dead letters per dead-letter topic",
+        description="One line per dead-letter topic (all of them, or NAME's): the queues "
+                    "using it, pending and replayed letters, pending ones per reason.")
+    dlist.add_argument("name", nargs="?", metavar="NAME", help="queue or dead-letter topic")
+    dlist.set_defaults(func=_lazy("._cli.dlq", "cmd_list"))
+    reasons = ("rejected", "expired", "max_deliveries", "overflow")
+    dinspect = dactions.add_parser(
+        "inspect", parents=[common], help="show dead letters with their reasons",
+        description="Print each pending dead letter: reason, source topic, partition and "
+                    "offset, queue, delivery count, time, key, headers and value.")
+    dinspect.add_argument("name", metavar="NAME", help="queue or dead-letter topic")
+    dinspect.add_argument("--reason", action="append", choices=reasons,
+                          help="only this reason (repeatable)")
+    dinspect.add_argument("--max", "-n", metavar="N", type=_int_at_least(1, "--max"),
+                          help="show at most N")
+    dinspect.add_argument("--all", action="store_true", help="include replayed letters")
+    dinspect.add_argument("--json", action="store_true", help="one JSON object per line")
+    dinspect.set_defaults(func=_lazy("._cli.dlq", "cmd_inspect"))
+    dreplay = dactions.add_parser(
+        "replay", parents=[common], help="send dead letters back to their source topics",
+        description="Append pending dead letters to the topic and partition they came from "
+                    "(value, key and original headers; a new timestamp) and mark them "
+                    "replayed in the same transaction: no letter is replayed twice.")
+    dreplay.add_argument("name", metavar="NAME", help="queue or dead-letter topic")
+    dreplay.add_argument("--reason", action="append", choices=reasons,
+                         help="only this reason (repeatable)")
+    dreplay.add_argument("--max", "-n", metavar="N", type=_int_at_least(1, "--max"),
+                         help="replay at most N")
+    dreplay.add_argument("--dry-run", action="store_true", help="count what would be replayed")
+    dreplay.set_defaults(func=_lazy("._cli.dlq", "cmd_replay"))
 
     return parser
 

@@ -7,6 +7,7 @@ EXPECTED = {
     "WriteBatch", "WriteResult", "errors", "open_log",
     "Broker", "Delivery", "Producer", "RecordMetadata", "SentBatch", "open",
     "Consumer", "ConsumerTransaction", "Message",
+    "QueueConsumer", "QueueMessage", "QueueStats", "DeadLetter",
     "App", "PipelineError", "RunResult", "Stream", "TopicRef", "file", "collect", "count",
     "fold", "max", "mean", "min", "reduce", "session", "sliding", "sum", "tumbling",
 }

@@ -1,0 +1,130 @@
+"""``streamrt dlq list|inspect|replay``: dead letters of queue groups.
+
+``NAME`` is a queue (``NAME`` for every group of it, or ``NAME/GROUP``) or a dead-letter
+topic. The commands open the data directory itself (no broker needs to run, and none may:
+one process owns a directory), read the dead-letter topic, and for ``replay`` append each
+letter back to its source topic and mark it replayed in the same LMDB transaction, a chunk
+at a time, so an interrupted replay resumes where it stopped and never replays a letter
+twice. Replayed letters stay in the dead-letter topic (its retention removes them), hidden
+unless ``--all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import time
+from collections import Counter
+
+import orjson
+
+from ..broker import _queue_dlq as dlq
+from ..broker._queue_state import REASONS
+from ..errors import UnknownQueue
+from ._common import open_store, plural, write_stdout
+
+REPLAY_CHUNK = 1_000
+
+
+def _open(args: argparse.Namespace, name: str | None):  # type: ignore[no-untyped-def]
+    store = open_store(args.data_dir, create=False, lock_timeout=args.lock_timeout)
+    if store is None and name is not None:
+        raise UnknownQueue(f"no queue or dead-letter topic named {name!r}: the data directory "
+                           f"{args.data_dir} has no log")
+    return store
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """One line per dead-letter topic: the queues using it, pending and replayed letters,
+    and the pending ones per reason."""
+    store = _open(args, args.name)
+    if store is None:
+        return 0
+    with store:
+        users = dlq.dlq_topics(store)
+        topics = dlq.resolve(store, args.name) if args.name else sorted(
+            t for t in users if store.has_topic(t))
+        rows = [("DLQ", "QUEUES", "PENDING", "REPLAYED", "REASONS")]
+        for topic in topics:
+            pending: Counter[str] = Counter()
+            replayed = 0
+            for d in dlq.read(store, topic, include_replayed=True):
+                if d.replayed:
+                    replayed += 1
+                else:
+                    pending[d.reason] += 1
+            reasons = " ".join(f"{r}={pending[r]}" for r in REASONS if pending[r]) or "-"
+            rows.append((topic, ",".join(users.get(topic, [])) or "-", str(sum(pending.values())),
+                         str(replayed), reasons))
+    if len(rows) > 1:
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        write_stdout("".join(
+            "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] + "\n"
+            for r in rows))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Print dead letters with their reason, source, delivery count, key, headers, value."""
+    with _open(args, args.name) as store:
+        letters = []
+        for topic in dlq.resolve(store, args.name):
+            left = None if args.max is None else args.max - len(letters)
+            if left == 0:
+                break
+            letters += dlq.read(store, topic, include_replayed=args.all,
+                                reasons=args.reason, limit=left)
+    if args.json:
+        write_stdout("".join(orjson.dumps(d.to_dict()).decode() + "\n" for d in letters))
+    else:
+        write_stdout("".join(_describe(d) for d in letters))
+    return 0
+
+
+def _describe(d: dlq.DeadLetter) -> str:
+    when = datetime.datetime.fromtimestamp(d.dead_lettered_at / 1000, datetime.timezone.utc)
+    state = "  (replayed)" if d.replayed else ""
+    out = [f"{d.topic}[{d.partition}]@{d.offset}  reason={d.reason}  from "
+           f"{d.source_topic}[{d.source_partition}]@{d.source_offset} (queue {d.source_queue})  "
+           f"deliveries={d.deliveries}  at {when.isoformat(timespec='milliseconds')}{state}"]
+    if d.key is not None:
+        out.append(f"  key: {_show(d.key)}")
+    if d.headers:
+        out.append("  headers: " + ", ".join(f"{k}={_show(v)}" for k, v in d.headers))
+    out.append(f"  value: {_show(d.value)}")
+    return "\n".join(out) + "\n"
+
+
+def _show(b: bytes | None) -> str:
+    if b is None:
+        return "null"
+    text = b.decode(errors="replace")
+    return text if len(text) <= 200 else text[:200] + f"... ({len(b)} bytes)"
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Append dead letters back to their source topics, each exactly once."""
+    with _open(args, args.name) as store:
+        total = 0
+        sources: Counter[str] = Counter()
+        for topic in dlq.resolve(store, args.name):
+            while args.max is None or total < args.max:
+                n = REPLAY_CHUNK if args.max is None else min(REPLAY_CHUNK, args.max - total)
+                letters = list(dlq.read(store, topic, reasons=args.reason, limit=n))
+                if not letters:
+                    break
+                dlq.check_sources(store, letters)
+                if args.dry_run:  # nothing is marked: count them all in one read
+                    left = None if args.max is None else args.max - total
+                    letters = list(dlq.read(store, topic, reasons=args.reason, limit=left))
+                    dlq.check_sources(store, letters)
+                    total += len(letters)
+                    sources.update(d.source_topic for d in letters)
+                    break
+                store.write_sync(dlq.replay_batch(store, letters, int(time.time() * 1000)))
+                total += len(letters)
+                sources.update(d.source_topic for d in letters)
+    where = ", ".join(f"{t} ({n})" for t, n in sorted(sources.items())) or "nowhere"
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {plural(total, 'dead letter')} to {where}")
+    return 0

@@ -1,0 +1,860 @@
+"""A queue group's logic, with no I/O: what the queue-group actor runs on each event.
+
+The actor (``_queue_actor.py``) reads records from the log and hands them in, passes on
+consumers' acks and nacks, tells the time (``now``, loop seconds; wall-clock milliseconds are
+``now`` plus a fixed offset, so a test clock drives leases and TTLs alike), and commits the
+WriteBatch this core plans. Keeping I/O out makes the rules testable step by step and with
+hypothesis (tests/broker/test_queue_core.py).
+
+In memory, per partition (:class:`Part`): the floor and mark (see ``_queue_keys``), offsets
+done above the floor, the records already in LMDB and the changes for the next commit; the
+read position (next offset to read into memory) and the admission position (next offset to
+count into the backlog). Per message read (:class:`Entry`): its state (``_queue_state``),
+delivery count, lease token and priority. The ready set orders entries by priority, then by
+the order they were read in; a message that comes back keeps its place.
+
+A delivery is two steps: ``assign`` leases ready messages to consumers with room (prefetch)
+and queues the lease records; ``take_flush`` plans the commit that makes them durable (with
+acks, dead letters and floors); ``flushed`` turns them into hand-outs once it is. Batches all
+the way: one commit serves every ack, lease and dead letter since the last one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ..storage import WriteBatch
+from . import _queue_keys as K
+from ._queue_config import DEFAULT_READ_AHEAD, QueueConfig
+from ._queue_dlq import dead_letter_record
+from ._queue_state import (
+    DEAD_REASONS,
+    DELAYED,
+    LEASED,
+    LEASING,
+    READY,
+    REASONS,
+    STORED,
+    TRANSITIONS,
+    next_state,
+)
+
+log = logging.getLogger(__name__)
+
+#: Message ids are ``partition index << 48 | offset``: offsets up to 2**48 (281 trillion).
+_SHIFT = 48
+_OFF_MASK = (1 << _SHIFT) - 1
+PRIORITY_HEADER = "priority"
+
+# A hand-out, as consumers receive it: the entry and the token of this lease. The consumer
+# reads the rest (record, partition, delivery count) from the entry when it takes it.
+Handout = tuple["Entry", int]
+
+
+class Entry:
+    """One message read into memory."""
+
+    __slots__ = ("mid", "part", "offset", "seq", "prio", "rec", "deliveries", "state",
+                 "token", "cid", "deadline")
+
+    def __init__(self, mid: int, part: Part, rec: Any, seq: int, prio: int, deliveries: int) -> None:
+        self.mid = mid
+        self.part = part
+        self.offset = rec.offset
+        self.seq = seq
+        self.prio = prio
+        self.rec = rec
+        self.deliveries = deliveries
+        self.state = STORED
+        self.token = 0
+        self.cid = 0
+        self.deadline = 0.0
+
+    def __lt__(self, other: Entry) -> bool:  # heaps of (key, entry) never tie on key
+        return self.seq < other.seq
+
+
+class Part:
+    """One partition of one of the group's topics."""
+
+    __slots__ = ("index", "topic", "tid", "partition", "floor", "mark", "read_pos", "adm_pos",
+                 "done", "marked", "persisted", "dirty", "fd_dirty", "fkey", "rprefix", "gone")
+
+    def __init__(self, index: int, topic: str, tid: int, partition: int, prefix: bytes) -> None:
+        self.index = index
+        self.topic = topic
+        self.tid = tid
+        self.partition = partition
+        self.floor = 0          # every offset below is done
+        self.mark = 0           # every offset in [floor, mark) was delivered at least once
+        self.read_pos = 0       # next offset to read into memory
+        self.adm_pos = 0        # next offset to count into the backlog
+        self.done: set[int] = set()          # done offsets above the floor
+        self.marked: set[int] = set()        # delivered offsets above the mark
+        self.persisted: dict[int, bytes] = {}  # records in LMDB, by offset
+        self.dirty: dict[int, bytes | None] = {}  # record changes for the next commit
+        self.fd_dirty = False
+        self.fkey = K.floor_key(prefix, tid, partition)
+        self.rprefix = K.record_prefix(prefix, tid, partition)
+        self.gone = False
+
+
+class Slot:
+    """A consumer as the queue group sees it: the prefetch limit, the demand (None: push, up
+    to prefetch; n: a pull wanting n more), and the inbox the hand-outs go to. Shared with the
+    consumer object; outlives restarts of the actor."""
+
+    __slots__ = ("cid", "prefetch", "want", "inbox", "wake", "closed")
+
+    def __init__(self, cid: int, prefetch: int) -> None:
+        self.cid = cid
+        self.prefetch = prefetch
+        self.want: int | None = 0
+        self.inbox: deque[Handout] = deque()
+        self.wake: Any = None  # an anyio.Event the consumer waits on when its inbox is empty
+        self.closed = False
+
+    def deliver(self, items: list[Handout]) -> None:
+        self.inbox.extend(items)
+        if self.wake is not None:
+            self.wake.set()
+
+
+class _Consumer:
+    __slots__ = ("slot", "outstanding")
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.outstanding = 0  # leased (leasing or leased) to it and not settled
+
+    def credit(self) -> int:
+        s = self.slot
+        n = s.prefetch - max(self.outstanding, len(s.inbox))
+        if s.want is not None and s.want < n:
+            n = s.want
+        return n
+
+
+class ReadyQueue:
+    """READY entries: highest priority first; within one, the order they were read in. Fresh
+    entries arrive in that order (a deque per level); ones that come back go to a heap per
+    level and are merged by read order, so a redelivery keeps its place."""
+
+    def __init__(self, levels: int) -> None:
+        self.fresh: list[deque[Entry]] = [deque() for _ in range(levels)]
+        self.back: list[list[tuple[int, Entry]]] = [[] for _ in range(levels)]
+        self.levels = levels
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def push_fresh(self, e: Entry) -> None:
+        self.fresh[e.prio].append(e)
+        self.n += 1
+
+    def push_back(self, e: Entry) -> None:
+        heapq.heappush(self.back[e.prio], (e.seq, e))
+        self.n += 1
+
+    def _pop_level(self, lvl: int) -> Entry | None:
+        f = self.fresh[lvl]
+        b = self.back[lvl]
+        if b and (not f or b[0][0] < f[0].seq):
+            self.n -= 1
+            return heapq.heappop(b)[1]
+        if f:
+            self.n -= 1
+            return f.popleft()
+        return None
+
+    def pop(self) -> Entry | None:
+        """The next entry to hand out."""
+        if self.n == 0:
+            return None
+        for lvl in range(self.levels - 1, -1, -1):
+            e = self._pop_level(lvl)
+            if e is not None:
+                return e
+        return None
+
+    def heads(self) -> Iterator[tuple[int, Entry]]:
+        """(level, entry) at the head of each level's fresh and returned runs."""
+        for lvl in range(self.levels):
+            if self.fresh[lvl]:
+                yield lvl, self.fresh[lvl][0]
+            if self.back[lvl]:
+                yield lvl, self.back[lvl][0][1]
+
+    def pop_oldest(self) -> Entry | None:
+        """The entry read first, whatever its priority (drop-oldest)."""
+        best = -1
+        seq = math.inf
+        for lvl, e in self.heads():
+            if e.seq < seq:
+                best, seq = lvl, e.seq
+        return None if best < 0 else self._pop_level_oldest(best)
+
+    def _pop_level_oldest(self, lvl: int) -> Entry | None:
+        return self._pop_level(lvl)
+
+    def pop_expired(self, lvl: int, cutoff_ms: int) -> Entry | None:
+        """A head entry of ``lvl`` stamped before ``cutoff_ms``, removed; None if none is."""
+        f = self.fresh[lvl]
+        if f and f[0].rec.timestamp < cutoff_ms:
+            self.n -= 1
+            return f.popleft()
+        b = self.back[lvl]
+        if b and b[0][1].rec.timestamp < cutoff_ms:
+            self.n -= 1
+            return heapq.heappop(b)[1]
+        return None
+
+
+class FlushPlan:
+    """What one group commit carries: the WriteBatch, and the leases it makes durable. The
+    actor adds the flush barriers it answers (``waiters``) and tracks its write."""
+
+    __slots__ = ("batch", "handouts", "dead", "waiters", "claimed", "done", "error")
+
+    def __init__(self, batch: WriteBatch, handouts: list[tuple[Entry, int]], dead: int) -> None:
+        self.batch = batch
+        self.handouts = handouts
+        self.dead = dead
+        self.waiters: list[Any] = []
+        self.claimed = False  # taken up for writing (by the committer or on_stop)
+        self.done: Any = None  # an anyio.Event the actor sets when the write finished
+        self.error: BaseException | None = None
+
+
+class QueueCore:
+    """The state of one queue group; see the module doc."""
+
+    def __init__(
+        self, name: str, group: str, config: QueueConfig, *, wall_offset: float = 0.0,
+        read_ahead: int = DEFAULT_READ_AHEAD, tokens: Iterator[int] | None = None,
+        dlq_partitions: int = 1,
+    ) -> None:
+        self.name = name
+        self.group = group
+        self.queue_label = f"{name}/{group}"
+        self.config = config
+        self.prefix = K.state_prefix(name, group)
+        self.wall_offset = wall_offset
+        self.read_ahead = read_ahead
+        self.tokens = tokens if tokens is not None else itertools.count(1)
+        self.dlq_partitions = dlq_partitions
+        self.parts: list[Part] = []
+        self.by_tp: dict[tuple[str, int], Part] = {}
+        self.entries: dict[int, Entry] = {}
+        self.ready = ReadyQueue((config.max_priority or 0) + 1)
+        self.delayed: list[tuple[float, int, Entry]] = []
+        self.leased: dict[int, Entry] = {}  # LEASED, in lease order (= deadline order)
+        self.consumers: dict[int, _Consumer] = {}
+        self.leasing: list[tuple[Entry, int]] = []
+        self.dlq_out: list[tuple[int, Any]] = []
+        self.orphans: list[bytes] = []  # state keys of deleted topics, to delete
+        self.backlog = 0
+        self.seq = 0
+        self._rr = 0
+        self._ttl_ms = None if config.ttl is None else int(config.ttl * 1000)
+        # statistics
+        self.acked = 0
+        self.delivered = 0
+        self.redelivered = 0
+        self.expired_leases = 0
+        self.stale = 0
+        self.dropped = 0
+        self.discarded = 0
+        self.dead = dict.fromkeys(REASONS, 0)
+
+    # ------------------------------------------------------------------ time
+
+    def wall_ms(self, now: float) -> int:
+        return int((now + self.wall_offset) * 1000)
+
+    def _loop_time(self, wall_ms: int) -> float:
+        return wall_ms / 1000 - self.wall_offset
+
+    # ------------------------------------------------------------------ topology
+
+    def add_partition(
+        self, topic: str, tid: int, partition: int, *, floor: int | None, mark: int,
+        records: Iterable[tuple[int, bytes]], log_start: int, hw: int,
+    ) -> Part:
+        """Attach a partition, with its stored floor/mark (None: a new one, from the start)
+        and records, and its current log start and high watermark."""
+        part = Part(len(self.parts), topic, tid, partition, self.prefix)
+        start = log_start if floor is None else floor
+        if floor is None:
+            part.fd_dirty = True
+        part.floor = start
+        part.mark = max(mark, start)
+        for off, v in records:
+            part.persisted[off] = v
+            if off < start:
+                part.dirty[off] = None  # left behind by a floor move: delete it
+            elif v == K.DONE:
+                part.done.add(off)
+        if start < log_start:
+            # Retention removed records before the group had them (rule 8): they are gone.
+            lost = (log_start - start) - sum(1 for o in part.done if o < log_start)
+            self.dropped += lost
+            log.warning("queue %s lost %d message(s) of %s[%d] to retention",
+                        self.queue_label, lost, topic, partition)
+            self._jump_floor(part, log_start)
+        part.read_pos = part.floor
+        part.adm_pos = max(hw, part.floor)
+        # Everything in the log when the group (re)starts counts in its backlog.
+        self.backlog += (part.adm_pos - part.floor) - sum(1 for o in part.done if o < part.adm_pos)
+        self.parts.append(part)
+        self.by_tp[(topic, partition)] = part
+        return part
+
+    def remove_topic(self, topic: str) -> None:
+        """The topic was deleted: forget its messages and delete the group's state for it."""
+        for part in self.parts:
+            if part.topic != topic or part.gone:
+                continue
+            part.gone = True
+            del self.by_tp[(topic, part.partition)]
+            for mid, e in list(self.entries.items()):
+                if e.part is part:
+                    self._forget(e)
+            # What is left of its backlog: admitted, not done, not in memory.
+            unread = (part.adm_pos - part.read_pos) - sum(1 for o in part.done
+                                                          if part.read_pos <= o < part.adm_pos)
+            self.backlog -= max(0, unread)
+            self.orphans.append(part.fkey)
+            self.orphans.extend(K.record_key(part.rprefix, o) for o in part.persisted)
+            part.persisted.clear()
+            part.dirty.clear()
+            part.fd_dirty = False
+            part.done.clear()
+
+    def _forget(self, e: Entry) -> None:
+        if e.state in (LEASED, LEASING):
+            c = self.consumers.get(e.cid)
+            if c is not None:
+                c.outstanding -= 1
+        self.leased.pop(e.mid, None)
+        del self.entries[e.mid]
+        self.backlog -= 1
+        e.state = -1  # not READY: skipped where it still sits in the ready set or heaps
+
+    # ------------------------------------------------------------------ consumers
+
+    def attach(self, slot: Slot) -> None:
+        self.consumers[slot.cid] = _Consumer(slot)
+
+    def detach(self, cid: int, now: float) -> None:
+        """The consumer left: its leases end (rule 4)."""
+        if cid not in self.consumers:
+            return
+        mine = [e for e in self.entries.values()
+                if e.cid == cid and (e.state == LEASED or e.state == LEASING)]
+        for e in sorted(mine, key=lambda e: e.seq):
+            self._give_back(e, "consumer_gone", now)
+        del self.consumers[cid]
+
+    # ------------------------------------------------------------------ reading
+
+    def read_room(self) -> int:
+        """How many more messages the read-ahead window takes."""
+        return self.read_ahead - len(self.entries)
+
+    def admit(self, part: Part, hw: int, now: float) -> tuple[int, int] | None:
+        """Count records up to ``hw`` into the backlog (rule 7). Returns the offsets
+        ``[start, end)`` that overflow and must be read and dead-lettered, or None."""
+        if hw <= part.adm_pos:
+            return None
+        new = hw - part.adm_pos
+        limit = self.config.max_length
+        if limit is None or self.config.overflow == "drop-oldest":
+            part.adm_pos = hw
+            self.backlog += new
+            if limit is not None and self.backlog > limit:
+                self._drop_oldest(self.backlog - limit)
+            return None
+        take = max(0, min(new, limit - self.backlog))
+        part.adm_pos += take
+        self.backlog += take
+        if take < new:
+            return part.adm_pos, hw
+        return None
+
+    def overflow(self, part: Part, records: Iterable[Any], end: int, now: float) -> None:
+        """Dead-letter records that arrived when the backlog was full (reason overflow)."""
+        for rec in records:
+            if rec.offset >= end:
+                break
+            if rec.offset >= part.adm_pos and rec.offset not in part.done:
+                self._bury(part, rec, "overflow", 0, now)
+            part.adm_pos = rec.offset + 1
+        part.adm_pos = max(part.adm_pos, end)
+
+    def read_in(self, part: Part, records: Iterable[Any], now: float) -> None:
+        """Records read from ``part.read_pos`` (rule 1)."""
+        cfg = self.config
+        max_del = cfg.max_deliveries
+        ttl = self._ttl_ms
+        cutoff = self.wall_ms(now) - ttl if ttl is not None else 0
+        wall = self.wall_ms(now) if part.persisted else 0
+        prio_levels = cfg.max_priority
+        done = part.done
+        persisted = part.persisted
+        mark = part.mark
+        base = part.index << _SHIFT
+        entries = self.entries
+        fresh = self.ready.push_fresh
+        seq = self.seq
+        adm = part.adm_pos
+        for rec in records:
+            off = rec.offset
+            if off >= adm:
+                break
+            if off < part.read_pos:  # dropped (drop-oldest) before it was read
+                continue
+            part.read_pos = off + 1
+            if off in done:
+                continue
+            nb = 0
+            v = persisted.get(off)
+            if v is not None:
+                n, nb = K.unpack_lease(v)
+            else:
+                n = 1 if off < mark else 0
+            seq += 1
+            e = Entry(base | off, part, rec, seq,
+                      _priority(rec.headers, prio_levels) if prio_levels else 0, n)
+            if max_del is not None and n >= max_del:
+                self.seq = seq
+                self._bury(part, rec, "max_deliveries", n, now, e)
+                continue
+            if ttl is not None and rec.timestamp < cutoff:
+                self.seq = seq
+                self._bury(part, rec, "expire", n, now, e)
+                continue
+            entries[e.mid] = e
+            if nb > wall:
+                e.state = TRANSITIONS[STORED, "read_delayed"]
+                heapq.heappush(self.delayed, (self._loop_time(nb), seq, e))
+            else:
+                e.state = READY
+                fresh(e)
+        self.seq = seq
+
+    def skip_to(self, part: Part, log_start: int) -> None:
+        """Retention removed records ``[read_pos, log_start)`` before they were read (rule 8)."""
+        if log_start <= part.read_pos:
+            return
+        lost = (log_start - part.read_pos) - sum(1 for o in part.done
+                                                 if part.read_pos <= o < log_start)
+        admitted_lost = (min(log_start, part.adm_pos) - part.read_pos) - sum(
+            1 for o in part.done if part.read_pos <= o < min(log_start, part.adm_pos))
+        self.backlog -= max(0, admitted_lost)
+        if part.floor == part.read_pos:
+            self._jump_floor(part, log_start)
+        else:  # messages below are still in memory: the floor waits for them
+            for o in range(part.read_pos, log_start):
+                if o not in part.done:
+                    self._mark_done(part, o)
+        part.read_pos = max(part.read_pos, log_start)
+        part.adm_pos = max(part.adm_pos, log_start)
+        if lost:
+            self.dropped += lost
+            log.warning("queue %s lost %d message(s) of %s[%d] to retention before reading "
+                        "them", self.queue_label, lost, part.topic, part.partition)
+
+    def _jump_floor(self, part: Part, to: int) -> None:
+        """Move the floor to ``to``: everything below is done (nothing below is in memory)."""
+        for o in [o for o in part.done if o < to]:
+            part.done.discard(o)
+        for o in part.persisted:
+            if o < to:
+                part.dirty[o] = None
+        for o in [o for o in part.dirty if o < to and o not in part.persisted]:
+            del part.dirty[o]
+        part.floor = to
+        part.mark = max(part.mark, to)
+        part.read_pos = max(part.read_pos, to)
+        part.fd_dirty = True
+        while part.floor in part.done:
+            part.done.discard(part.floor)
+            if part.floor in part.persisted:
+                part.dirty[part.floor] = None
+            else:
+                part.dirty.pop(part.floor, None)
+            part.floor += 1
+            part.mark = max(part.mark, part.floor)
+
+    # ------------------------------------------------------------------ handing out
+
+    def assign(self, now: float) -> int:
+        """Lease READY messages to consumers with room; returns how many were leased."""
+        ready = self.ready
+        if not ready.n or not self.consumers:
+            return 0
+        cands = [c for c in self.consumers.values() if c.credit() > 0]
+        if not cands:
+            return 0
+        self._rr = (self._rr + 1) % len(cands)
+        cands = cands[self._rr:] + cands[:self._rr]
+        leased = 0
+        while cands and ready.n:
+            share = max(1, ready.n // len(cands))
+            nxt = []
+            for c in cands:
+                k = min(c.credit(), share)
+                got = self._lease_to(c, k, now)
+                leased += got
+                if got == k and c.credit() > 0:
+                    nxt.append(c)
+            cands = nxt
+        return leased
+
+    def _lease_to(self, c: _Consumer, k: int, now: float) -> int:
+        """Lease up to ``k`` READY entries to ``c`` (the hot loop of hand-outs, rule 2)."""
+        ready = self.ready
+        ttl = self._ttl_ms
+        cutoff = self.wall_ms(now) - ttl if ttl is not None else 0
+        leasing = self.leasing
+        tokens = self.tokens
+        cid = c.slot.cid
+        lease = TRANSITIONS[READY, "lease"]
+        read_ahead2 = 2 * self.read_ahead
+        got = 0
+        while got < k:
+            e = ready.pop()
+            if e is None:
+                break
+            if e.state != READY:
+                continue
+            if ttl is not None and e.rec.timestamp < cutoff:
+                self._kill(e, "expire", now)
+                continue
+            e.state = lease
+            n = e.deliveries = e.deliveries + 1
+            token = e.token = next(tokens)
+            e.cid = cid
+            leasing.append((e, token))
+            got += 1
+            part = e.part
+            off = e.offset
+            if n == 1 and off == part.mark:
+                # In order: move the mark, no record of its own.
+                m = off + 1
+                marked = part.marked
+                if marked or part.done:
+                    done = part.done
+                    while m in marked or m in done:
+                        marked.discard(m)
+                        m += 1
+                part.mark = m
+                part.fd_dirty = True
+            else:
+                if n == 1:
+                    part.marked.add(off)
+                    if len(part.marked) > read_ahead2:
+                        part.marked = {o for o in part.marked if o >= part.mark}
+                else:
+                    self.redelivered += 1
+                part.dirty[off] = K.pack_lease(n)
+        c.outstanding += got
+        if c.slot.want is not None:
+            c.slot.want -= got
+        self.delivered += got
+        return got
+
+    def has_changes(self) -> bool:
+        """Whether anything waits to be committed."""
+        return bool(self.leasing or self.dlq_out or self.orphans
+                    or any(p.dirty or p.fd_dirty for p in self.parts))
+
+    def take_flush(self, now: float) -> FlushPlan | None:
+        """Plan the next group commit (None if nothing changed since the last one)."""
+        if not self.has_changes():
+            return None
+        wb = WriteBatch()
+        for part in self.parts:
+            if part.gone:
+                continue
+            if part.dirty:
+                persisted = part.persisted
+                floor = part.floor
+                rp = part.rprefix
+                for off, v in part.dirty.items():
+                    if v is None or off < floor:
+                        if persisted.pop(off, None) is not None:
+                            wb.delete(K.record_key(rp, off))
+                    elif persisted.get(off) != v:
+                        wb.put(K.record_key(rp, off), v)
+                        persisted[off] = v
+                part.dirty.clear()
+            if part.fd_dirty:
+                wb.put(part.fkey, K.pack_floor(part.floor, part.mark))
+                part.fd_dirty = False
+        for key in self.orphans:
+            wb.delete(key)
+        self.orphans = []
+        dead = len(self.dlq_out)
+        if self.dlq_out:
+            assert self.config.dead_letter is not None
+            by_p: dict[int, list[Any]] = {}
+            for src_p, record in self.dlq_out:
+                by_p.setdefault(src_p % self.dlq_partitions, []).append(record)
+            for p, records in sorted(by_p.items()):
+                wb.append(self.config.dead_letter, p, records)
+            self.dlq_out = []
+        handouts = self.leasing
+        self.leasing = []
+        return FlushPlan(wb, handouts, dead)
+
+    def flushed(self, plan: FlushPlan, now: float) -> dict[int, list[Handout]]:
+        """The plan is durable: its leases become hand-outs, per consumer id."""
+        out: dict[int, list[Handout]] = {}
+        deadline = now + self.config.ack_timeout
+        leased = self.leased
+        durable = TRANSITIONS[LEASING, "durable"]
+        for item in plan.handouts:
+            e, token = item
+            if e.state != LEASING or e.token != token:
+                continue  # its consumer left meanwhile
+            e.state = durable
+            e.deadline = deadline
+            leased[e.mid] = e
+            lst = out.get(e.cid)
+            if lst is None:
+                out[e.cid] = [item]
+            else:
+                lst.append(item)
+        return out
+
+    # ------------------------------------------------------------------ settlement
+
+    def ack(self, cid: int, items: Iterable[tuple[int, int]]) -> None:
+        """Acks from consumer ``cid``: ``(mid, token)`` of each message (rule 3)."""
+        entries = self.entries
+        leased = self.leased
+        c = self.consumers.get(cid)
+        acked = TRANSITIONS[LEASED, "ack"]
+        n = 0
+        for mid, token in items:
+            e = entries.get(mid)
+            if e is None or e.token != token or e.state != LEASED:
+                self.stale += 1
+                continue
+            e.state = acked
+            del entries[mid]
+            del leased[mid]
+            n += 1
+            self._mark_done(e.part, e.offset)
+        self.acked += n
+        self.backlog -= n
+        if c is not None:
+            c.outstanding -= n
+
+    def nack(self, cid: int, items: Iterable[tuple[int, int, bool, float]], now: float) -> None:
+        """Nacks from consumer ``cid``: ``(mid, token, requeue, delay)`` (rule 3)."""
+        for mid, token, requeue, delay in items:
+            e = self.entries.get(mid)
+            if e is None or e.token != token or e.state != LEASED:
+                self.stale += 1
+                continue
+            if not requeue:
+                self._release(e)
+                self._kill(e, "reject", now)
+            elif delay and delay > 0 and not self._poisoned(e):
+                self._release(e)
+                e.state = next_state(e.state, "requeue_delayed")
+                nb_ms = self.wall_ms(now + delay)
+                e.part.dirty[e.offset] = K.pack_lease(e.deliveries, nb_ms)
+                self.seq += 1
+                heapq.heappush(self.delayed, (now + delay, self.seq, e))
+            else:
+                self._give_back(e, "requeue", now)
+
+    def _poisoned(self, e: Entry) -> bool:
+        m = self.config.max_deliveries
+        return m is not None and e.deliveries >= m
+
+    def _release(self, e: Entry) -> None:
+        """Take the entry out of its consumer's count and the lease order."""
+        c = self.consumers.get(e.cid)
+        if c is not None:
+            c.outstanding -= 1
+        self.leased.pop(e.mid, None)
+
+    def _give_back(self, e: Entry, event: str, now: float) -> None:
+        """A lease ended without settlement (rules 3-5)."""
+        self._release(e)
+        if e.state == LEASED and self._poisoned(e):
+            self._kill(e, "max_deliveries", now)
+            return
+        e.state = next_state(e.state, event)
+        self.ready.push_back(e)
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self, now: float) -> None:
+        """Apply what time did: leases past their deadline, delays over, TTLs (rules 4, 6)."""
+        leased = self.leased
+        while leased:
+            mid = next(iter(leased))
+            e = leased[mid]
+            if e.deadline > now:
+                break
+            self.expired_leases += 1
+            self._give_back(e, "lease_expired", now)
+        delayed = self.delayed
+        while delayed and delayed[0][0] <= now:
+            _, _, e = heapq.heappop(delayed)
+            if e.state == DELAYED:
+                e.state = next_state(DELAYED, "delay_over")
+                self.ready.push_back(e)
+        if self._ttl_ms is not None:
+            cutoff = self.wall_ms(now) - self._ttl_ms
+            for lvl in range(self.ready.levels):
+                while (e := self.ready.pop_expired(lvl, cutoff)) is not None:
+                    if e.state == READY:
+                        self._kill(e, "expire", now)
+
+    def next_deadline(self) -> float:
+        """The loop time at which ``tick`` has something to do (inf: nothing scheduled)."""
+        t = math.inf
+        if self.leased:
+            t = self.leased[next(iter(self.leased))].deadline
+        if self.delayed and self.delayed[0][0] < t:
+            t = self.delayed[0][0]
+        if self._ttl_ms is not None:
+            for _lvl, e in self.ready.heads():
+                # +1 ms: expired means older than the TTL (see tick's cutoff)
+                d = self._loop_time(e.rec.timestamp + self._ttl_ms + 1)
+                if d < t:
+                    t = d
+        return t
+
+    # ------------------------------------------------------------------ done
+
+    def _mark_done(self, part: Part, off: int) -> None:
+        if off != part.floor:
+            part.done.add(off)
+            part.dirty[off] = K.DONE
+            return
+        done = part.done
+        pers = part.persisted
+        dirty = part.dirty
+        f = off
+        while True:
+            if f in pers:
+                dirty[f] = None
+            else:
+                dirty.pop(f, None)
+            f += 1
+            if f not in done:
+                break
+            done.remove(f)
+        part.floor = f
+        if part.mark < f:
+            part.mark = f
+            marked = part.marked
+            while part.mark in marked or part.mark in done:
+                marked.discard(part.mark)
+                part.mark += 1
+        if part.read_pos < f:
+            part.read_pos = f
+        part.fd_dirty = True
+
+    def _kill(self, e: Entry, event: str, now: float) -> None:
+        """An in-memory entry dies (rules 3, 5, 6)."""
+        e.state = next_state(e.state, event)
+        self.entries.pop(e.mid, None)
+        self.backlog -= 1
+        self._mark_done(e.part, e.offset)
+        self._dead_letter(e.part, e.rec, DEAD_REASONS[event], e.deliveries, now)
+
+    def _bury(self, part: Part, rec: Any, event: str, deliveries: int, now: float,
+              e: Entry | None = None) -> None:
+        """A stored record dies as it is read (rules 5-7)."""
+        if e is not None:
+            e.state = next_state(STORED, event)
+        if event != "overflow":
+            self.backlog -= 1
+        self._mark_done(part, rec.offset)
+        self._dead_letter(part, rec, DEAD_REASONS[event], deliveries, now)
+
+    def _dead_letter(self, part: Part, rec: Any, reason: str, deliveries: int, now: float) -> None:
+        self.dead[reason] += 1
+        if self.config.dead_letter is None:
+            self.discarded += 1
+            return
+        self.dlq_out.append((part.partition, dead_letter_record(
+            rec, reason, part.topic, self.queue_label, part.partition, deliveries,
+            self.wall_ms(now))))
+
+    def _drop_oldest(self, k: int) -> None:
+        """Drop the ``k`` oldest waiting messages (rule 7, drop-oldest)."""
+        while k > 0:
+            e = self.ready.pop_oldest()
+            if e is None:
+                break
+            if e.state != READY:
+                continue
+            e.state = next_state(READY, "drop")
+            del self.entries[e.mid]
+            self.backlog -= 1
+            self.dropped += 1
+            self._mark_done(e.part, e.offset)
+            k -= 1
+        for part in self.parts:
+            while k > 0 and part.read_pos < part.adm_pos:
+                off = part.read_pos
+                part.read_pos += 1
+                if off in part.done:
+                    continue
+                next_state(STORED, "drop")
+                self.backlog -= 1
+                self.dropped += 1
+                self._mark_done(part, off)
+                k -= 1
+
+    # ------------------------------------------------------------------ views
+
+    def counts(self) -> dict[str, int]:
+        """How many messages are in each live state, and the backlog."""
+        ready = leasing = leased = delayed = 0
+        for e in self.entries.values():
+            s = e.state
+            if s == READY:
+                ready += 1
+            elif s == LEASED:
+                leased += 1
+            elif s == LEASING:
+                leasing += 1
+            elif s == DELAYED:
+                delayed += 1
+        unread = sum(max(0, p.adm_pos - p.read_pos) - sum(1 for o in p.done if o >= p.read_pos)
+                     for p in self.parts if not p.gone)
+        return {"ready": ready + unread, "leased": leased + leasing, "delayed": delayed,
+                "backlog": self.backlog, "in_memory": len(self.entries)}
+
+
+def _priority(headers: Any, top: int) -> int:
+    for k, v in headers:
+        if k == PRIORITY_HEADER:
+            try:
+                p = int(v)
+            except (TypeError, ValueError):
+                return 0
+            return 0 if p < 0 else top if p > top else p
+    return 0
+
+
+def mid_offset(mid: int) -> int:
+    return mid & _OFF_MASK
