@@ -257,6 +257,7 @@ class PipelineTask(Actor[str]):
         self.idle_since: dict[tuple[str, int], float] = {}
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
+        self.stored: dict[str, set[bytes]] = {}  # per operator: its state keys in the store
 
     async def on_start(self) -> None:
         self.plan = _Plan(self.app, self.broker, self.until_caught_up, self.result)
@@ -268,7 +269,9 @@ class PipelineTask(Actor[str]):
                 reader.seek(positions)
         for nid, op in self.plan.ops.items():
             pre = _prefix(self.app.name, "st", nid)
-            op.restore(_Handle(store.scan(pre), pre))
+            items = store.scan(pre)
+            self.stored[nid] = {k[len(pre):] for k, _ in items}
+            op.restore(_Handle(items, pre))
 
     async def handle(self, message: str) -> bool:
         if message == "step":
@@ -348,14 +351,20 @@ class PipelineTask(Actor[str]):
                 wb.put(pre + str(p).encode(), str(pos).encode())
         for nid, op in plan.ops.items():
             pre = _prefix(app, "st", nid)
+            stored = self.stored.setdefault(nid, set())
             for k, v in op.snapshot().items():
                 if v is None:
-                    wb.delete(pre + k)
+                    # A window opened and closed between two checkpoints was never written:
+                    # skip its delete (most of them, when windows are short).
+                    if k in stored:
+                        stored.discard(k)
+                        wb.delete(pre + k)
                 else:
+                    stored.add(k)
                     wb.put(pre + k, v)
         for sink in plan.all_sinks():
             if isinstance(sink, TopicSink):
-                sink.drain_into(wb)  # empty in at-least-once mode: flushed each step
+                sink.drain_into(wb)  # at-least-once: what a step did not flush yet
         wb.put(_prefix(app, "graph"), fingerprint(self.app))
         await self.broker.write(wb)
         self.result.checkpoints += 1
