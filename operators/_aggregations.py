@@ -9,6 +9,7 @@ accumulators, which session windows need when a late element joins two sessions.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -64,6 +65,7 @@ class Sum(Aggregation):
 
 
 class Min(Aggregation):
+    # (this module defines min() and max() factories: merges use builtins.min/max)
     def __init__(self, fn: Callable[[Any], Any] = _identity) -> None:
         self.fn = fn
 
@@ -74,7 +76,7 @@ class Min(Aggregation):
         return "x = f{i}(v)\nif a[{i}] is None or x < a[{i}]: a[{i}] = x"
 
     def merge(self, a: Any, b: Any) -> Any:
-        return b if a is None else a if b is None else min(a, b)
+        return b if a is None else a if b is None else builtins.min(a, b)
 
 
 class Max(Min):
@@ -82,7 +84,7 @@ class Max(Min):
         return "x = f{i}(v)\nif a[{i}] is None or x > a[{i}]: a[{i}] = x"
 
     def merge(self, a: Any, b: Any) -> Any:
-        return b if a is None else a if b is None else max(a, b)
+        return b if a is None else a if b is None else builtins.max(a, b)
 
 
 class Mean(Aggregation):

@@ -1,20 +1,29 @@
-"""Event-time windows: tumbling, sliding and session, aggregated per key.
+"""Windows: tumbling, sliding and session, aggregated per key, in event or processing time.
 
-Time is in milliseconds (as Kafka timestamps). Each input partition has its own watermark:
-the largest timestamp seen minus ``max_out_of_orderness``; the operator's watermark is the
-minimum over partitions that are not idle (an idle partition, one with nothing to read for
-a while, must not hold every window back). A window ``[start, end)`` closes, and its result
-is emitted, when the watermark reaches ``end + allowed_lateness``. An element whose every
-window has already closed is *late*: it is set aside for the late output (a side topic or the
-app's dead-letter topic), never silently dropped.
+Time is in milliseconds (as Kafka timestamps); watermarks are explained in ``_time.py``. A
+window ``[start, end)`` closes, and its result is emitted, when the watermark reaches
+``end + allowed_lateness``. Lateness is judged per batch, against the watermark before the
+batch. An element whose every window has already closed is *late*: it is set aside for the
+late output (a side topic or the app's dead-letter topic), never silently dropped. (A sliding
+window element of which only some windows closed counts in the open ones and is not late, as
+in Flink.) A session ``[first, last + gap)`` takes an element ``t`` when the element's own
+window ``[t, t + gap)`` overlaps it; sessions an element bridges merge, so aggregations used
+with sessions must merge (``fold`` cannot), and ``collect``/``reduce`` see merged sessions in
+time order of the sessions, not of arrival.
 
-State is a dict ``(key, window start) -> accumulators``, checkpointed as orjson: what changed
-since the last snapshot is written in the checkpoint's transaction, closed windows deleted.
+``emit="final"`` (default) emits one result per window when it closes. ``emit="early"`` also
+emits the window's current result after every batch that changed it (``"final": false``), then
+the closing result (``"final": true``).
+
+State is a dict ``(key, window start) -> accumulators`` (sessions: ``key -> [[first, last,
+accumulators], ...]``), checkpointed as orjson: what changed since the last snapshot is written
+in the checkpoint's transaction, closed windows deleted.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,12 +32,13 @@ import orjson
 
 from streamrt.errors import InvalidArgument
 
-from ._aggregations import Compiled
+from ._aggregations import Aggregation, Compiled, Fold
 from ._batch import Batch
-from ._protocol import BaseOperator, StateHandle
+from ._protocol import StateHandle
+from ._time import NO_TIME, WM_KEY, TimedOperator, wall_clock_ms
 
-_WM_KEY = b"\x00wm"
-NO_TIME = -(2**62)
+__all__ = ["NO_TIME", "Session", "Sliding", "Tumbling", "WindowAggregate", "session", "sliding",
+           "tumbling"]
 
 
 def _ms(seconds: float | None, ms: int | None, what: str) -> int:
@@ -89,7 +99,8 @@ def _freeze(x: Any) -> Any:
     return tuple(_freeze(i) for i in x) if isinstance(x, list) else x
 
 
-class WindowAggregate(BaseOperator):
+
+class WindowAggregate(TimedOperator):
     """Windows of a keyed stream, aggregated; emits one result per key and window."""
 
     name = "window"
@@ -98,58 +109,34 @@ class WindowAggregate(BaseOperator):
     def __init__(
         self, spec: Tumbling | Sliding | Session, aggs: Compiled,
         timestamp: Callable[[Any], int] | None = None, max_out_of_orderness: int = 0,
-        allowed_lateness: int = 0,
+        allowed_lateness: int = 0, *, emit: str = "final", processing_time: bool = False,
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
+        if emit not in ("final", "early"):
+            raise InvalidArgument(f"emit must be 'final' or 'early', got {emit!r}")
+        if type(spec) is Session:
+            for agg in aggs.aggs:
+                if type(agg).merge is Aggregation.merge or isinstance(agg, Fold):
+                    raise InvalidArgument(
+                        f"session windows merge accumulators, and {type(agg).__name__} cannot "
+                        f"merge: use reduce() or a mergeable aggregation (fold cannot merge)")
+        super().__init__(timestamp, max_out_of_orderness, processing_time, clock)
         self.spec = spec
         self.aggs = aggs
-        self.timestamp = timestamp
-        self.ooo = max_out_of_orderness
         self.lateness = allowed_lateness
+        self.early = emit == "early"
         # (key, start) -> accumulators; for sessions key -> [[start, last, accs], ...]
         self.state: dict[Any, Any] = {}
-        self.closing: list[tuple[int, Any]] = []  # heap of (close time, state key)
+        # heap of (close time, tie-breaker, state key): the tie-breaker keeps keys of different
+        # types (None and "a", 1 and "1") from ever being compared
+        self.closing: list[tuple[int, int, Any]] = []
+        self._seq = itertools.count()
         self.dirty: set[Any] = set()
-        self.max_ts: dict[int, int] = {}
-        self.idle: set[int] = set()
-        self.wm = NO_TIME
         self.late: list[Batch] = []
         self.late_count = 0
 
     def describe(self) -> Any:
         return ["window", type(self.spec).__name__, attrs.asdict(self.spec), self.aggs.names]
-
-    # ------------------------------------------------------------ watermarks
-
-    def open_parts(self, parts: list[int]) -> None:
-        """The input partitions that feed this operator (each holds the watermark back until it
-        has data or is idle)."""
-        for p in parts:
-            self.max_ts.setdefault(p, NO_TIME)
-
-    def _watermark(self) -> int:
-        active = [t for p, t in self.max_ts.items() if p not in self.idle]
-        if not active:
-            return self.wm
-        low = min(active)
-        return low - self.ooo if low != NO_TIME else NO_TIME
-
-    def on_idle(self, part: int) -> list[Batch]:
-        self.idle.add(part)
-        return self._advance(part)
-
-    def on_watermark(self, watermark: int) -> list[Batch]:
-        """Force the watermark forward (end of a bounded input: everything closes)."""
-        if watermark > self.wm:
-            self.wm = watermark
-            return self._close(-1)
-        return []
-
-    def _advance(self, part: int) -> list[Batch]:
-        wm = self._watermark()
-        if wm > self.wm:
-            self.wm = wm
-            return self._close(part)
-        return []
 
     # ------------------------------------------------------------ elements
 
@@ -157,22 +144,11 @@ class WindowAggregate(BaseOperator):
         values = batch.values
         if not values:
             return []
-        if self.timestamp is not None:
-            tsf = self.timestamp
-            ts = [tsf(v) for v in values]
-        elif batch.ts is not None:
-            ts = batch.ts
-        else:
-            raise InvalidArgument(
-                "window() needs event time: pass timestamp=lambda e: ... (ms), or read from a "
-                "topic, whose records carry timestamps"
-            )
+        ts = self._times(batch, "window()")
         keys = batch.keys if batch.keys is not None else [None] * len(values)
         part = batch.part
-        self.idle.discard(part)
-        hi = max(ts)
-        if hi > self.max_ts.get(part, NO_TIME):
-            self.max_ts[part] = hi
+        if self.early:  # collect what this batch touches in a set of its own
+            saved, self.dirty = self.dirty, set()
         if type(self.spec) is Tumbling:
             late = self._tumbling(keys, values, ts)
         elif type(self.spec) is Sliding:
@@ -183,6 +159,10 @@ class WindowAggregate(BaseOperator):
             self.late_count += len(late)
             self.late.append(Batch([values[i] for i in late], [keys[i] for i in late],
                                    [ts[i] for i in late], part))
+        if self.early:
+            touched, self.dirty = self.dirty, saved
+            self.dirty |= touched
+            return self._updates(touched, part) + self._advance(part)
         return self._advance(part)
 
     def _tumbling(self, keys: list[Any], values: list[Any], ts: list[int]) -> list[int]:
@@ -192,6 +172,8 @@ class WindowAggregate(BaseOperator):
         late: list[int] = []
         closing = self.closing
         push = heapq.heappush
+        seq = self._seq
+        lateness = self.lateness
         for i, (k, v, t) in enumerate(zip(keys, values, ts)):
             start = t - t % size
             if start + size <= edge:
@@ -201,7 +183,7 @@ class WindowAggregate(BaseOperator):
             acc = state.get(sk)
             if acc is None:
                 acc = state[sk] = init()
-                push(closing, (start + size + self.lateness, sk))
+                push(closing, (start + size + lateness, next(seq), sk))
             update(acc, v)
             dirty.add(sk)
         return late
@@ -221,7 +203,7 @@ class WindowAggregate(BaseOperator):
                 acc = state.get(sk)
                 if acc is None:
                     acc = state[sk] = init()
-                    heapq.heappush(self.closing, (start + size + self.lateness, sk))
+                    heapq.heappush(self.closing, (start + size + self.lateness, next(self._seq), sk))
                 update(acc, v)
                 dirty.add(sk)
                 placed = True
@@ -233,37 +215,77 @@ class WindowAggregate(BaseOperator):
         gap = self.spec.gap  # type: ignore[union-attr]
         edge = self.wm - self.lateness
         late: list[int] = []
-        merge = self.aggs.merge
+        merge, update, init = self.aggs.merge, self.aggs.update, self.aggs.init
         for i, (k, v, t) in enumerate(zip(keys, values, ts)):
-            sessions = self.state.setdefault(k, [])
-            # sessions: [start, last, accs], sorted by start, at least `gap` apart
-            touching = [s for s in sessions if s[0] - gap <= t <= s[1] + gap]
+            sessions = self.state.get(k)
+            # sessions: [start, last, accs], sorted by start, more than `gap` apart; the
+            # element's window [t, t + gap) overlaps a session [start, last + gap) when
+            # start - gap < t < last + gap
+            touching = [s for s in sessions if s[0] - gap < t < s[1] + gap] if sessions else ()
             if not touching:
                 if t + gap <= edge:
                     late.append(i)
-                    if not sessions:
-                        del self.state[k]
                     continue
-                acc = self.aggs.init()
-                self.aggs.update(acc, v)
-                sessions.append([t, t, acc])
-                sessions.sort(key=lambda s: s[0])
+                acc = init()
+                update(acc, v)
+                cur = [t, t, acc]
+                if sessions is None:
+                    self.state[k] = [cur]
+                else:
+                    sessions.append(cur)
+                    sessions.sort(key=lambda s: s[0])
             else:
-                first = touching[0]
-                for other in touching[1:]:
-                    first[0] = min(first[0], other[0])
-                    first[1] = max(first[1], other[1])
-                    first[2] = merge(first[2], other[2])
-                    sessions.remove(other)
-                first[0] = min(first[0], t)
-                first[1] = max(first[1], t)
-                self.aggs.update(first[2], v)
-            last = max(s[1] for s in sessions)
-            heapq.heappush(self.closing, (last + gap + self.lateness, k))
+                cur = touching[0]
+                for other in touching[1:]:  # the element bridges them: one session now
+                    cur[1] = max(cur[1], other[1])
+                    cur[2] = merge(cur[2], other[2])
+                    sessions.remove(other)  # type: ignore[union-attr]
+                cur[0] = min(cur[0], t)
+                cur[1] = max(cur[1], t)
+                update(cur[2], v)
+            heapq.heappush(self.closing, (cur[1] + gap + self.lateness, next(self._seq), k))
             self.dirty.add(k)
         return late
 
-    # ------------------------------------------------------------ closing
+    # ------------------------------------------------------------ results
+
+    def _result(self, sk: Any, acc: Any, final: bool) -> tuple[Any, dict[str, Any], int]:
+        """(key, result, result timestamp) of a tumbling/sliding window."""
+        key, start = sk
+        end = start + self.spec.size  # type: ignore[union-attr]
+        out = {"key": key, "start": start, "end": end, **self.aggs.results(acc)}
+        if self.early:
+            out["final"] = final
+        return key, out, end - 1
+
+    def _session_result(self, key: Any, s: list[Any], final: bool) -> dict[str, Any]:
+        out = {"key": key, "start": s[0], "end": s[1] + self.spec.gap,  # type: ignore[union-attr]
+               **self.aggs.results(s[2])}
+        if self.early:
+            out["final"] = final
+        return out
+
+    def _updates(self, touched: set[Any], part: int) -> list[Batch]:
+        """Early results of the windows a batch changed."""
+        vals: list[Any] = []
+        keys: list[Any] = []
+        ts: list[int] = []
+        if type(self.spec) is Session:
+            gap = self.spec.gap
+            for k in touched:
+                for s in self.state.get(k, ()):
+                    vals.append(self._session_result(k, s, False))
+                    keys.append(k)
+                    ts.append(s[1] + gap - 1)
+        else:
+            for sk in touched:
+                acc = self.state.get(sk)
+                if acc is not None:
+                    k, out, t = self._result(sk, acc, False)
+                    vals.append(out)
+                    keys.append(k)
+                    ts.append(t)
+        return [Batch(vals, keys, ts, part)] if vals else []
 
     def _close(self, part: int) -> list[Batch]:
         wm = self.wm
@@ -271,10 +293,9 @@ class WindowAggregate(BaseOperator):
         out_v: list[Any] = []
         out_k: list[Any] = []
         out_t: list[int] = []
-        results = self.aggs.results
         session = type(self.spec) is Session
         while closing and closing[0][0] <= wm:
-            _, sk = heapq.heappop(closing)
+            sk = heapq.heappop(closing)[2]
             if session:
                 sessions = self.state.get(sk)
                 if not sessions:
@@ -283,7 +304,7 @@ class WindowAggregate(BaseOperator):
                 keep = []
                 for s in sessions:
                     if s[1] + gap + self.lateness <= wm:
-                        out_v.append({"key": sk, "start": s[0], "end": s[1] + gap, **results(s[2])})
+                        out_v.append(self._session_result(sk, s, True))
                         out_k.append(sk)
                         out_t.append(s[1] + gap - 1)
                     else:
@@ -297,11 +318,10 @@ class WindowAggregate(BaseOperator):
             acc = self.state.pop(sk, None)
             if acc is None:
                 continue
-            key, start = sk
-            end = start + self.spec.size  # type: ignore[union-attr]
-            out_v.append({"key": key, "start": start, "end": end, **results(acc)})
+            key, out, t = self._result(sk, acc, True)
+            out_v.append(out)
             out_k.append(key)
-            out_t.append(end - 1)
+            out_t.append(t)
             self.dirty.add(sk)
         return [Batch(out_v, out_k, out_t, part)] if out_v else []
 
@@ -321,25 +341,25 @@ class WindowAggregate(BaseOperator):
             v = state.get(sk)
             out[key] = None if v is None else dumps(v)
         self.dirty.clear()
-        out[_WM_KEY] = dumps({"wm": self.wm, "max_ts": list(self.max_ts.items())})
+        out[WM_KEY] = self._time_snapshot()
         return out
 
     def restore(self, handle: StateHandle) -> None:
         session = type(self.spec) is Session
+        seq = self._seq
         for key, raw in handle.items():
-            if key == _WM_KEY:
-                d = orjson.loads(raw)
-                self.wm = d["wm"]
-                self.max_ts.update({p: t for p, t in d["max_ts"]})
+            if key == WM_KEY:
+                self._time_restore(raw)
                 continue
             k = orjson.loads(key)
             if session:
                 sk = _freeze(k[0])
                 self.state[sk] = orjson.loads(raw)
-                last = max(s[1] for s in self.state[sk])
-                heapq.heappush(self.closing, (last + self.spec.gap + self.lateness, sk))  # type: ignore[union-attr]
+                gap = self.spec.gap  # type: ignore[union-attr]
+                for s in self.state[sk]:
+                    heapq.heappush(self.closing, (s[1] + gap + self.lateness, next(seq), sk))
             else:
                 sk = (_freeze(k[0]), k[1])
                 self.state[sk] = orjson.loads(raw)
                 end = k[1] + self.spec.size  # type: ignore[union-attr]
-                heapq.heappush(self.closing, (end + self.lateness, sk))
+                heapq.heappush(self.closing, (end + self.lateness, next(seq), sk))

@@ -1,0 +1,117 @@
+"""Event time and watermarks, shared by the operators that wait for time (windows, joins).
+
+Each input partition has its own watermark: the largest timestamp seen on it minus
+``max_out_of_orderness``. The operator's watermark is the minimum over the partitions that are
+not idle (a partition with nothing to read for a while must not hold every window back), and
+it never goes backwards. A watermark ``W`` says "no more elements before ``W`` are expected":
+an element with a timestamp at or after ``W`` is still on time.
+
+Processing time is the same machinery with the clock as the only input: every element is
+stamped with the clock's time when it is processed, and the watermark is the clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from streamrt.errors import InvalidArgument
+
+from ._batch import Batch
+from ._protocol import BaseOperator
+
+NO_TIME = -(2**62)
+WM_KEY = b"\x00wm"
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TimedOperator(BaseOperator):
+    """Base for operators driven by watermarks; subclasses implement ``_close(part)``."""
+
+    def __init__(
+        self, timestamp: Callable[[Any], int] | None, max_out_of_orderness: int,
+        processing_time: bool = False, clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.timestamp = timestamp
+        self.ooo = max_out_of_orderness
+        self.processing_time = processing_time
+        self.clock = clock
+        self.max_ts: dict[int, int] = {}
+        self.idle: set[int] = set()
+        self.wm = NO_TIME
+
+    def open_parts(self, parts: list[int]) -> None:
+        """The input partitions that feed this operator (each holds the watermark back until it
+        has data or is idle)."""
+        for p in parts:
+            self.max_ts.setdefault(p, NO_TIME)
+
+    def _times(self, batch: Batch, what: str) -> list[int]:
+        """Each element's time; records the partition's progress."""
+        n = len(batch.values)
+        if self.processing_time:
+            now = self.clock()
+            ts = [now] * n
+        elif self.timestamp is not None:
+            tsf = self.timestamp
+            ts = [tsf(v) for v in batch.values]
+        elif batch.ts is not None:
+            ts = batch.ts
+        else:
+            raise InvalidArgument(
+                f"{what} needs event time: pass timestamp=lambda e: ... (ms), read from a "
+                f"topic, whose records carry timestamps, or use processing time"
+            )
+        part = batch.part
+        self.idle.discard(part)
+        if ts:
+            hi = max(ts)
+            if hi > self.max_ts.get(part, NO_TIME):
+                self.max_ts[part] = hi
+        return ts
+
+    def _watermark(self) -> int:
+        if self.processing_time:
+            return self.clock()
+        active = [t for p, t in self.max_ts.items() if p not in self.idle]
+        if not active:
+            return self.wm
+        low = min(active)
+        return low - self.ooo if low != NO_TIME else NO_TIME
+
+    def on_idle(self, part: int) -> list[Batch]:
+        self.idle.add(part)
+        return self._advance(part)
+
+    def on_watermark(self, watermark: int) -> list[Batch]:
+        """Force the watermark forward (end of a bounded input: everything closes)."""
+        if watermark > self.wm:
+            self.wm = watermark
+            return self._close(-1)
+        return []
+
+    def _advance(self, part: int) -> list[Batch]:
+        wm = self._watermark()
+        if wm > self.wm:
+            self.wm = wm
+            return self._close(part)
+        return []
+
+    def _close(self, part: int) -> list[Batch]:
+        raise NotImplementedError
+
+    def _time_snapshot(self) -> bytes:
+        return orjson.dumps({"wm": self.wm, "max_ts": list(self.max_ts.items()),
+                             "idle": sorted(self.idle)})
+
+    def _time_restore(self, raw: bytes) -> None:
+        d = orjson.loads(raw)
+        self.wm = d["wm"]
+        self.max_ts.update({p: t for p, t in d["max_ts"]})
+        self.idle.update(d.get("idle", ()))
