@@ -20,8 +20,10 @@ class _Broker:
     def topic(self, name: str) -> Any:
         return type("T", (), {"partitions": 7})()
 
-    async def produce_many(self, topic: str, p: int, chunks: list[list[Any]]) -> None:
-        self.produced += [(p, c) for c in chunks]
+    async def write(self, wb: WriteBatch) -> None:
+        from streamrt.storage import iter_records
+
+        self.produced += [(p, list(iter_records(b))) for _t, p, b in wb.appends]
 
 
 def test_equal_keys_of_different_types_keep_their_own_bytes() -> None:
@@ -52,3 +54,18 @@ def test_at_least_once_groups_writes_and_the_checkpoint_takes_the_rest(monkeypat
         assert sink.npending == 0 and not sink.pending
 
     trio.run(main)
+
+
+def test_exactly_once_encodes_held_outputs_in_order(monkeypatch: Any) -> None:
+    monkeypatch.setattr(_sinks, "ENCODE_RECORDS", 3)
+    sink = _sinks.TopicSink(_Broker(), "t", hold=True)
+    for lo in range(0, 20, 4):
+        sink.add(Batch(list(range(lo, lo + 4)), ["k"] * 4, [0] * 4))
+    assert sink.encoded and sum(len(r) for r in sink.pending.values()) < 3
+    wb = WriteBatch()
+    sink.drain_into(wb)
+    from streamrt.storage import iter_records
+
+    values = [r.value for _t, _p, b in wb.appends for r in iter_records(b)]
+    assert values == [str(i).encode() for i in range(20)]
+    assert {p for _t, p, _b in wb.appends} == {positive_hash(b"k") % 7}
