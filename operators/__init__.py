@@ -17,13 +17,17 @@ from ._aggregations import (
     sum,
 )
 from ._batch import Batch
-from ._protocol import END_OF_TIME, BaseOperator, Operator, StateHandle
+from ._joins import TableJoin, WindowJoin
+from ._protocol import END_OF_TIME, BaseOperator, BatchFailed, Operator, StateHandle
+from ._stateful import Dedupe, StatefulMap
 from ._stateless import FilterMap, Filter, FlatMap, Inspect, KeyBy, Map
+from ._time import TimedOperator
 from ._windows import Session, Sliding, Tumbling, WindowAggregate, session, sliding, tumbling
 
 __all__ = [
-    "END_OF_TIME", "Aggregation", "BaseOperator", "Batch", "Compiled", "Filter", "FilterMap",
-    "FlatMap", "Inspect", "KeyBy", "Map", "Operator", "Session", "Sliding", "StateHandle",
-    "Tumbling", "WindowAggregate", "collect", "count", "fold", "max", "mean", "min", "reduce",
+    "END_OF_TIME", "Aggregation", "BaseOperator", "Batch", "BatchFailed", "Compiled", "Dedupe",
+    "Filter", "FilterMap", "FlatMap", "Inspect", "KeyBy", "Map", "Operator", "Session",
+    "Sliding", "StateHandle", "StatefulMap", "TableJoin", "TimedOperator", "Tumbling",
+    "WindowAggregate", "WindowJoin", "collect", "count", "fold", "max", "mean", "min", "reduce",
     "session", "sliding", "sum", "tumbling",
 ]

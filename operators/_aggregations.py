@@ -5,6 +5,12 @@ contributes a line of Python to one update function generated per ``aggregate(..
 updating ``count`` and ``sum`` for an element is then two statements, not two method calls
 (the same trick attrs uses for its generated ``__init__``). ``merge`` combines two
 accumulators, which session windows need when a late element joins two sessions.
+
+The generated function runs in two phases: first every aggregation's ``check`` (the user
+functions and the arithmetic that may raise, into temporaries), then every ``update`` (plain
+stores that cannot fail). An element on which any user function raises therefore changes no
+accumulator, which is what lets ``on_error="dead_letter"`` set it aside without counting it
+in some aggregations and not in others.
 """
 
 from __future__ import annotations
@@ -21,13 +27,18 @@ def _identity(v: Any) -> Any:
 
 
 class Aggregation:
-    """Base class: override ``init``, ``update`` (a statement on ``a[i]``, the element ``v``
-    and this aggregation's function ``f``), ``merge`` and ``result``."""
+    """Base class: override ``init``, ``update`` (statements on ``a[{i}]``, the element ``v``
+    and this aggregation's function ``f{i}``), ``merge`` and ``result``; optionally ``check``
+    (statements that compute what may raise into temporaries ending in ``{i}``, mutating
+    nothing, for ``update`` to store)."""
 
     fn: Callable[[Any], Any] = staticmethod(_identity)
 
     def init(self) -> Any:
         raise NotImplementedError
+
+    def check(self) -> str:
+        return ""
 
     def update(self) -> str:
         raise NotImplementedError
@@ -57,8 +68,11 @@ class Sum(Aggregation):
     def init(self) -> Any:
         return 0
 
+    def check(self) -> str:
+        return "n{i} = a[{i}] + f{i}(v)"
+
     def update(self) -> str:
-        return "a[{i}] += f{i}(v)"
+        return "a[{i}] = n{i}"
 
     def merge(self, a: Any, b: Any) -> Any:
         return a + b
@@ -72,16 +86,19 @@ class Min(Aggregation):
     def init(self) -> Any:
         return None
 
+    def check(self) -> str:
+        return "x{i} = f{i}(v)\nc{i} = a[{i}] is None or x{i} < a[{i}]"
+
     def update(self) -> str:
-        return "x = f{i}(v)\nif a[{i}] is None or x < a[{i}]: a[{i}] = x"
+        return "if c{i}: a[{i}] = x{i}"
 
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else builtins.min(a, b)
 
 
 class Max(Min):
-    def update(self) -> str:
-        return "x = f{i}(v)\nif a[{i}] is None or x > a[{i}]: a[{i}] = x"
+    def check(self) -> str:
+        return "x{i} = f{i}(v)\nc{i} = a[{i}] is None or x{i} > a[{i}]"
 
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else builtins.max(a, b)
@@ -94,8 +111,11 @@ class Mean(Aggregation):
     def init(self) -> Any:
         return [0, 0]
 
+    def check(self) -> str:
+        return "s{i} = a[{i}]\nn{i} = s{i}[0] + f{i}(v)"
+
     def update(self) -> str:
-        return "s = a[{i}]\ns[0] += f{i}(v)\ns[1] += 1"
+        return "s{i}[0] = n{i}\ns{i}[1] += 1"
 
     def merge(self, a: Any, b: Any) -> Any:
         return [a[0] + b[0], a[1] + b[1]]
@@ -111,8 +131,11 @@ class Collect(Aggregation):
     def init(self) -> Any:
         return []
 
+    def check(self) -> str:
+        return "x{i} = f{i}(v)"
+
     def update(self) -> str:
-        return "a[{i}].append(f{i}(v))"
+        return "a[{i}].append(x{i})"
 
     def merge(self, a: Any, b: Any) -> Any:
         return a + b
@@ -129,8 +152,11 @@ class Reduce(Aggregation):
     def init(self) -> Any:
         return [self._EMPTY]
 
+    def check(self) -> str:
+        return "s{i} = a[{i}]\nr{i} = v if s{i}[0] == E else f{i}(s{i}[0], v)"
+
     def update(self) -> str:
-        return "s = a[{i}]\ns[0] = v if s[0] == E else f{i}(s[0], v)"
+        return "s{i}[0] = r{i}"
 
     def merge(self, a: Any, b: Any) -> Any:
         if a[0] == self._EMPTY:
@@ -155,8 +181,11 @@ class Fold(Aggregation):
 
         return [copy.deepcopy(self._init)]
 
+    def check(self) -> str:
+        return "s{i} = a[{i}]\nr{i} = f{i}(s{i}[0], v)"
+
     def update(self) -> str:
-        return "s = a[{i}]\ns[0] = f{i}(s[0], v)"
+        return "s{i}[0] = r{i}"
 
     def merge(self, a: Any, b: Any) -> Any:
         raise InvalidArgument(
@@ -225,10 +254,11 @@ class Compiled:
         self.aggs = list(aggs.values())
         lines = ["def update(a, v):"]
         env: dict[str, Any] = {"E": Reduce._EMPTY}
-        for i, agg in enumerate(self.aggs):
+        for i, agg in enumerate(self.aggs):  # phase 1: what may raise, mutating nothing
             env[f"f{i}"] = agg.fn
-            for line in agg.update().format(i=i).splitlines():
-                lines.append("    " + line)
+            lines += ["    " + line for line in agg.check().format(i=i).splitlines()]
+        for i, agg in enumerate(self.aggs):  # phase 2: stores
+            lines += ["    " + line for line in agg.update().format(i=i).splitlines()]
         exec("\n".join(lines), env)  # noqa: S102 - generated from our own templates only
         self.update: Callable[[list[Any], Any], None] = env["update"]
 

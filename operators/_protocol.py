@@ -17,6 +17,18 @@ from ._batch import Batch
 END_OF_TIME = 2**62
 
 
+class BatchFailed(Exception):
+    """A user function raised part-way through a batch. Elements before ``index`` are applied
+    (state updated, their results in ``outputs``); the runner passes ``outputs`` on and retries
+    the rest one by one, so with ``on_error="dead_letter"`` nothing is applied twice."""
+
+    def __init__(self, index: int, outputs: list[Batch], cause: BaseException) -> None:
+        super().__init__(f"element {index} of the batch failed: {cause!r}")
+        self.index = index
+        self.outputs = outputs
+        self.cause = cause
+
+
 class StateHandle(Protocol):
     """Where an operator's state is kept: bytes keys under the operator's own namespace."""
 

@@ -34,7 +34,7 @@ from streamrt.errors import InvalidArgument
 
 from ._aggregations import Aggregation, Compiled, Fold
 from ._batch import Batch
-from ._protocol import StateHandle
+from ._protocol import BatchFailed, StateHandle
 from ._time import NO_TIME, WM_KEY, TimedOperator, wall_clock_ms
 
 __all__ = ["NO_TIME", "Session", "Sliding", "Tumbling", "WindowAggregate", "session", "sliding",
@@ -100,6 +100,13 @@ def _freeze(x: Any) -> Any:
 
 
 
+class _Failed(Exception):
+    """An aggregation raised on element ``index`` (the cause is chained)."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
 class WindowAggregate(TimedOperator):
     """Windows of a keyed stream, aggregated; emits one result per key and window."""
 
@@ -149,27 +156,37 @@ class WindowAggregate(TimedOperator):
         part = batch.part
         if self.early:  # collect what this batch touches in a set of its own
             saved, self.dirty = self.dirty, set()
-        if type(self.spec) is Tumbling:
-            late = self._tumbling(keys, values, ts)
-        elif type(self.spec) is Sliding:
-            late = self._sliding(keys, values, ts)
-        else:
-            late = self._session(keys, values, ts)
-        if late:
-            self.late_count += len(late)
-            self.late.append(Batch([values[i] for i in late], [keys[i] for i in late],
-                                   [ts[i] for i in late], part))
+        late: list[int] = []
+        try:
+            if type(self.spec) is Tumbling:
+                self._tumbling(keys, values, ts, late)
+            elif type(self.spec) is Sliding:
+                self._sliding(keys, values, ts, late)
+            else:
+                self._session(keys, values, ts, late)
+        except _Failed as f:  # an aggregation's function raised on element f.index
+            self._set_aside(late, values, keys, ts, part)
+            if self.early:
+                self.dirty = saved | self.dirty
+            raise BatchFailed(f.index, [], f.__cause__) from f.__cause__  # type: ignore[arg-type]
+        self._set_aside(late, values, keys, ts, part)
         if self.early:
             touched, self.dirty = self.dirty, saved
             self.dirty |= touched
             return self._updates(touched, part) + self._advance(part)
         return self._advance(part)
 
-    def _tumbling(self, keys: list[Any], values: list[Any], ts: list[int]) -> list[int]:
+    def _set_aside(self, late: list[int], values: list[Any], keys: list[Any], ts: list[int],
+                   part: int) -> None:
+        if late:
+            self.late_count += len(late)
+            self.late.append(Batch([values[i] for i in late], [keys[i] for i in late],
+                                   [ts[i] for i in late], part))
+
+    def _tumbling(self, keys: list[Any], values: list[Any], ts: list[int], late: list[int]) -> None:
         size = self.spec.size  # type: ignore[union-attr]
         state, dirty, update, init = self.state, self.dirty, self.aggs.update, self.aggs.init
         edge = self.wm - self.lateness  # windows ending at or before this have closed
-        late: list[int] = []
         closing = self.closing
         push = heapq.heappush
         seq = self._seq
@@ -182,17 +199,24 @@ class WindowAggregate(TimedOperator):
             sk = (k, start)
             acc = state.get(sk)
             if acc is None:
-                acc = state[sk] = init()
+                acc = init()
+                try:
+                    update(acc, v)
+                except Exception as e:
+                    raise _Failed(i) from e
+                state[sk] = acc
                 push(closing, (start + size + lateness, next(seq), sk))
-            update(acc, v)
+            else:
+                try:
+                    update(acc, v)
+                except Exception as e:
+                    raise _Failed(i) from e
             dirty.add(sk)
-        return late
 
-    def _sliding(self, keys: list[Any], values: list[Any], ts: list[int]) -> list[int]:
+    def _sliding(self, keys: list[Any], values: list[Any], ts: list[int], late: list[int]) -> None:
         size, step = self.spec.size, self.spec.step  # type: ignore[union-attr]
         state, dirty, update, init = self.state, self.dirty, self.aggs.update, self.aggs.init
         edge = self.wm - self.lateness
-        late: list[int] = []
         for i, (k, v, t) in enumerate(zip(keys, values, ts)):
             last = t - t % step
             placed = False
@@ -201,20 +225,24 @@ class WindowAggregate(TimedOperator):
                     continue
                 sk = (k, start)
                 acc = state.get(sk)
-                if acc is None:
-                    acc = state[sk] = init()
+                fresh = acc is None
+                if fresh:
+                    acc = init()
+                try:
+                    update(acc, v)
+                except Exception as e:
+                    raise _Failed(i) from e
+                if fresh:
+                    state[sk] = acc
                     heapq.heappush(self.closing, (start + size + self.lateness, next(self._seq), sk))
-                update(acc, v)
                 dirty.add(sk)
                 placed = True
             if not placed:
                 late.append(i)
-        return late
 
-    def _session(self, keys: list[Any], values: list[Any], ts: list[int]) -> list[int]:
+    def _session(self, keys: list[Any], values: list[Any], ts: list[int], late: list[int]) -> None:
         gap = self.spec.gap  # type: ignore[union-attr]
         edge = self.wm - self.lateness
-        late: list[int] = []
         merge, update, init = self.aggs.merge, self.aggs.update, self.aggs.init
         for i, (k, v, t) in enumerate(zip(keys, values, ts)):
             sessions = self.state.get(k)
@@ -227,7 +255,10 @@ class WindowAggregate(TimedOperator):
                     late.append(i)
                     continue
                 acc = init()
-                update(acc, v)
+                try:
+                    update(acc, v)
+                except Exception as e:
+                    raise _Failed(i) from e
                 cur = [t, t, acc]
                 if sessions is None:
                     self.state[k] = [cur]
@@ -236,16 +267,18 @@ class WindowAggregate(TimedOperator):
                     sessions.sort(key=lambda s: s[0])
             else:
                 cur = touching[0]
+                try:  # first, so that a failing element changes nothing
+                    update(cur[2], v)
+                except Exception as e:
+                    raise _Failed(i) from e
                 for other in touching[1:]:  # the element bridges them: one session now
                     cur[1] = max(cur[1], other[1])
                     cur[2] = merge(cur[2], other[2])
                     sessions.remove(other)  # type: ignore[union-attr]
                 cur[0] = min(cur[0], t)
                 cur[1] = max(cur[1], t)
-                update(cur[2], v)
             heapq.heappush(self.closing, (cur[1] + gap + self.lateness, next(self._seq), k))
             self.dirty.add(k)
-        return late
 
     # ------------------------------------------------------------ results
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import attrs
 
 from operators import Aggregation
+from operators._aggregations import Fold
 from operators._windows import Session, Sliding, Tumbling
 
 from ..errors import InvalidArgument
@@ -155,11 +156,43 @@ class App:
             )
         return Stream(self, Node(self._id("source", name), "source", (), args))
 
+    def table(self, topic: TopicRef | str, *, name: str | None = None,
+              value_serde: str = "json") -> Table:
+        """A keyed table built from a topic: the latest value per record key (a record with a
+        null value deletes its key). Join a keyed stream with it: ``.join_table(table)``."""
+        ref = topic if isinstance(topic, TopicRef) else (self.topics.get(topic) or self.topic(topic))
+        self.topics.setdefault(ref.name, ref)
+        args = {"source": "topic", "topic": ref.name, "serde": value_serde, "with_keys": True}
+        return Table(self, Node(self._id("table", name), "source", (), args))
+
     def run(self, **kwargs: Any) -> Any:
         """Run the app's pipelines until bounded sources end (or Ctrl-C). See streamrt run."""
         from ._runner import run_app_sync
 
         return run_app_sync(self, **kwargs)
+
+
+@attrs.frozen
+class Table:
+    """A keyed table from a topic (``app.table(topic)``), to join streams with."""
+
+    app: App
+    node: Node
+
+
+def _time_mode(time: str) -> bool:
+    """True for processing time."""
+    if time not in ("event", "processing"):
+        raise InvalidArgument(f"time must be 'event' or 'processing', got {time!r}")
+    return time == "processing"
+
+
+def _late_ref(app: App, topic: TopicRef | str | None) -> TopicRef | None:
+    if topic is None:
+        return None
+    ref = topic if isinstance(topic, TopicRef) else (app.topics.get(topic) or app.topic(topic))
+    app.topics.setdefault(ref.name, ref)
+    return ref
 
 
 class Stream:
@@ -222,17 +255,104 @@ class Stream:
     def window(
         self, spec: Tumbling | Sliding | Session, *, timestamp: Callable[[Any], int] | None = None,
         max_out_of_orderness: float = 0.0, allowed_lateness: float = 0.0,
+        emit: Literal["final", "early"] = "final", time: Literal["event", "processing"] = "event",
     ) -> WindowedStream:
-        """Group elements into event-time windows (``sr.tumbling``, ``sr.sliding``,
-        ``sr.session``); ``timestamp(element)`` gives event time in ms (default: the record's
-        timestamp). Durations in seconds. Follow with ``.aggregate(...)``."""
+        """Group elements into windows (``sr.tumbling``, ``sr.sliding``, ``sr.session``);
+        ``timestamp(element)`` gives event time in ms (default: the record's timestamp), or
+        ``time="processing"`` uses the clock when each element is processed. Durations in
+        seconds. ``emit="early"`` also emits each window's running result after every batch
+        that changed it. Follow with ``.aggregate(...)``."""
         if not isinstance(spec, (Tumbling, Sliding, Session)):
             raise InvalidArgument("window() takes sr.tumbling(...), sr.sliding(...) or sr.session(...)")
         if timestamp is not None and not callable(timestamp):
             raise InvalidArgument("window(timestamp=...) must be a function of the element")
-        return WindowedStream(self, spec, timestamp,
-                              _seconds_to_ms(max_out_of_orderness, "max_out_of_orderness"),
-                              _seconds_to_ms(allowed_lateness, "allowed_lateness"))
+        if emit not in ("final", "early"):
+            raise InvalidArgument(f"window(emit=...) is 'final' or 'early', got {emit!r}")
+        w = WindowedStream(self, spec, timestamp,
+                           _seconds_to_ms(max_out_of_orderness, "max_out_of_orderness"),
+                           _seconds_to_ms(allowed_lateness, "allowed_lateness"))
+        w._emit = emit
+        w._processing = _time_mode(time)
+        return w
+
+    # ---- keyed state without windows
+    def stateful_map(self, fn: Callable[[Any, Any], tuple[Any, Any]], *,
+                     name: str | None = None) -> Stream:
+        """Per-key state: ``fn(state, element) -> (new_state, output)``; ``state`` is None for
+        a key's first element, a new state of None forgets the key, an output of None emits
+        nothing. States are checkpointed as JSON values. Needs a keyed stream."""
+        self._need_keys("stateful_map")
+        return self._then("stateful_map", name, fn=fn)
+
+    def dedupe(
+        self, key: Callable[[Any], Any], *, within: float, timestamp: Callable[[Any], int] | None = None,
+        max_out_of_orderness: float = 0.0, time: Literal["event", "processing"] = "event",
+        late_to: TopicRef | str | None = None, name: str | None = None,
+    ) -> Stream:
+        """Drop an element when one with the same ``key(element)`` was kept less than
+        ``within`` seconds away in event time (``time="processing"``: by the clock). Elements
+        more than ``within`` behind the watermark go to ``late_to`` (default: the DLQ)."""
+        if not callable(key):
+            raise InvalidArgument("dedupe() needs a key function, e.g. key=lambda e: e['id']")
+        within_ms = _seconds_to_ms(within, "dedupe(within=...)")
+        if within_ms <= 0:
+            raise InvalidArgument("dedupe(within=...) must be a positive number of seconds")
+        s = self._then("dedupe", name, key=key, within=within_ms, timestamp=timestamp,
+                       ooo=_seconds_to_ms(max_out_of_orderness, "max_out_of_orderness"),
+                       processing_time=_time_mode(time))
+        self._route_late(s, late_to)
+        return s
+
+    # ---- joins
+    def join(
+        self, other: Stream, *, window: Tumbling, timestamp: Callable[[Any], int] | None = None,
+        max_out_of_orderness: float = 0.0, allowed_lateness: float = 0.0,
+        time: Literal["event", "processing"] = "event", late_to: TopicRef | str | None = None,
+        name: str | None = None,
+    ) -> Stream:
+        """Pairs ``(left, right)`` of elements of this stream and ``other`` with equal keys in
+        the same tumbling window (inner join; a pair is emitted when its second element
+        arrives). Both streams must be keyed; late elements go to ``late_to`` or the DLQ."""
+        if not isinstance(other, Stream) or other.app is not self.app:
+            raise InvalidArgument("join() takes another stream of the same app")
+        if other.node is self.node:
+            raise InvalidArgument("join() of a stream with itself: branch it, or use a window")
+        if not isinstance(window, Tumbling):
+            raise InvalidArgument("join(window=...) takes sr.tumbling(...)")
+        self._need_keys("join")
+        other._need_keys("join")
+        node = Node(self.app._id("join", name), "join", (self.node, other.node), {
+            "spec": window, "size": window.size, "timestamp": timestamp,
+            "ooo": _seconds_to_ms(max_out_of_orderness, "max_out_of_orderness"),
+            "lateness": _seconds_to_ms(allowed_lateness, "allowed_lateness"),
+            "processing_time": _time_mode(time)})
+        s = Stream(self.app, node, True)
+        self._route_late(s, late_to)
+        return s
+
+    def join_table(self, table: Table, *, how: Literal["inner", "left"] = "inner",
+                   name: str | None = None) -> Stream:
+        """``(element, table value)`` for each element, looking its key up in ``table`` as
+        it is when the element is processed; ``how="left"`` keeps elements the table lacks
+        (paired with None). Needs a keyed stream."""
+        if not isinstance(table, Table) or table.app is not self.app:
+            raise InvalidArgument("join_table() takes a table of the same app: app.table(topic)")
+        if how not in ("inner", "left"):
+            raise InvalidArgument(f"join_table(how=...) is 'inner' or 'left', got {how!r}")
+        self._need_keys("join_table")
+        # the table is input 0, so each step reads its updates before the stream's elements
+        node = Node(self.app._id("join_table", name), "join_table", (table.node, self.node),
+                    {"how": how})
+        return Stream(self.app, node, True)
+
+    def _need_keys(self, what: str) -> None:
+        if not self.keyed:
+            raise InvalidArgument(f"{what}() needs a keyed stream: add .key_by(fn) before it")
+
+    def _route_late(self, s: Stream, late_to: TopicRef | str | None) -> None:
+        ref = _late_ref(self.app, late_to)
+        if ref is not None:
+            self.app.late_routes[s.node.id] = ref
 
     # ---- sinks
     def to(self, topic: TopicRef | str, *, name: str | None = None) -> None:
@@ -271,6 +391,8 @@ class WindowedStream:
         self._ooo = ooo
         self._lateness = lateness
         self._late: TopicRef | None = None
+        self._emit = "final"
+        self._processing = False
 
     def late_to(self, topic: TopicRef | str) -> WindowedStream:
         """Send late elements (their window already closed) to this topic, not the app's DLQ."""
@@ -287,9 +409,16 @@ class WindowedStream:
         for k, a in aggs.items():
             if not isinstance(a, Aggregation):
                 raise InvalidArgument(f"aggregate({k}=...) takes sr.count(), sr.sum(fn), ...; got {a!r}")
+        if isinstance(self._spec, Session):
+            for k, a in aggs.items():
+                if isinstance(a, Fold):
+                    raise InvalidArgument(
+                        f"aggregate({k}=sr.fold(...)) cannot be used with session windows: "
+                        f"sessions merge, and a fold cannot; use sr.reduce(fn) instead")
         s = self._stream._then(
             "window", name, keyed=True, spec=self._spec, timestamp=self._timestamp,
-            ooo=self._ooo, lateness=self._lateness, aggs=aggs)
+            ooo=self._ooo, lateness=self._lateness, aggs=aggs, emit=self._emit,
+            processing_time=self._processing)
         if self._late is not None:
             s.app.late_routes[s.node.id] = self._late
         return s

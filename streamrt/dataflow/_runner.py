@@ -38,6 +38,8 @@ from ._sources import SourceReader, make_reader
 log = logging.getLogger(__name__)
 
 SINK_KINDS = ("to", "sink", "print", "file")
+STATEFUL_KINDS = ("stateful_map", "dedupe", "join", "join_table")
+TWO_INPUT_KINDS = ("join", "join_table")  # their operator learns which input a batch is from
 PART_SPAN = 1 << 20  # global partition id = source index * PART_SPAN + partition
 TASK_POLICY = RestartPolicy(max_restarts=3, within=60.0, backoff=0.05, max_backoff=2.0)
 
@@ -101,6 +103,8 @@ def fingerprint(app: App) -> bytes:
             a = n.args
             parts.append(["window", n.id, type(a["spec"]).__name__, attrs.asdict(a["spec"]),
                           sorted(a["aggs"])])
+        elif n.kind in STATEFUL_KINDS:  # their state's shape is their kind and settings
+            parts.append([n.kind, n.id, n.args.get("within"), n.args.get("size")])
     return orjson.dumps(parts)
 
 
@@ -133,8 +137,8 @@ class _Plan:
                 self.ops[n.id] = self._make_op(n)
         self.dlq = TopicSink(broker, app.dlq_topic, hold)
         self.late_sinks = {nid: TopicSink(broker, ref.name, hold) for nid, ref in app.late_routes.items()}
-        for n in self.nodes:  # which global input partitions feed each window
-            if n.kind == "window":
+        for n in self.nodes:  # which global input partitions feed each timed operator
+            if hasattr(self.ops.get(n.id), "open_parts"):
                 self.ops[n.id].open_parts(self._parts_feeding(n))
 
     def _parts_feeding(self, n: Node) -> list[int]:
@@ -156,7 +160,18 @@ class _Plan:
             return _Pass()
         if n.kind == "window":
             return ops.WindowAggregate(a["spec"], ops.Compiled(a["aggs"]), a["timestamp"],
-                                       a["ooo"], a["lateness"])
+                                       a["ooo"], a["lateness"], emit=a.get("emit", "final"),
+                                       processing_time=a.get("processing_time", False))
+        if n.kind == "stateful_map":
+            return ops.StatefulMap(a["fn"])
+        if n.kind == "dedupe":
+            return ops.Dedupe(a["key"], a["within"], a["timestamp"], a["ooo"],
+                              processing_time=a["processing_time"])
+        if n.kind == "join":
+            return ops.WindowJoin(a["spec"], a["timestamp"], a["ooo"], a["lateness"],
+                                  processing_time=a["processing_time"])
+        if n.kind == "join_table":
+            return ops.TableJoin(a["how"])
         raise InvalidArgument(f"unknown step kind {n.kind!r}")
 
     def _make_sink(self, n: Node, hold: bool) -> Any:
@@ -178,6 +193,8 @@ class _Plan:
                 self.result.records_out += len(batch.values)
                 continue
             op = self.ops[child.id]
+            if child.kind in TWO_INPUT_KINDS:
+                op.side = child.inputs.index(node)
             try:
                 outs = op.process(batch)
             except Exception as e:  # a user function raised somewhere in the batch
@@ -191,20 +208,26 @@ class _Plan:
                     self.push(child, out)
 
     def _failed(self, node: Node, op: Any, batch: Batch, exc: Exception) -> list[Batch]:
+        outs: list[Batch] = []
+        start = 0
+        if isinstance(exc, ops.BatchFailed):  # elements before exc.index were applied
+            outs, start, exc = list(exc.outputs), exc.index, exc.cause  # type: ignore[assignment]
         fn = node.args.get("fn")
         where = f"step {node.id!r} ({node.kind}"
         where += f", {user_line(fn)})" if fn is not None else ")"
         if self.app.on_error == "fail":
             raise PipelineError(f"{where} raised {exc!r}") from exc
-        # dead_letter: find the failing elements one by one, pass the others on
-        outs: list[Batch] = []
+        # dead_letter: find the failing elements one by one, pass the others on (an operator
+        # that applied part of the batch said how far it got: those are not applied twice)
         for i, v in enumerate(batch.values):
+            if i < start:
+                continue
             one = Batch([v], [batch.keys[i]] if batch.keys is not None else None,
                         [batch.ts[i]] if batch.ts is not None else None, batch.part)
             try:
                 outs += op.process(one)
             except Exception as e:
-                self.dead_letter(one, where, e)
+                self.dead_letter(one, where, e.cause if isinstance(e, ops.BatchFailed) else e)
         return outs
 
     def dead_letter(self, one: Batch, where: str, exc: Exception) -> None:
@@ -324,8 +347,8 @@ class PipelineTask(Actor[str]):
         plan = self.plan
         assert plan is not None
         for n in plan.nodes:
-            if n.kind == "window":
-                op = plan.ops[n.id]
+            op = plan.ops.get(n.id)
+            if op is not None:
                 for out in op.on_idle(gp):
                     plan.push(n, out)
 

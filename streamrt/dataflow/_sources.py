@@ -67,8 +67,9 @@ class IterableReader(SourceReader):
 
 class TopicReader(SourceReader):
     def __init__(self, broker: Any, topic: str, serde: Serde, until_caught_up: bool,
-                 max_wait: float) -> None:
+                 max_wait: float, with_keys: bool = False) -> None:
         self.broker = broker
+        self.with_keys = with_keys  # values become (record key bytes, value): tables need keys
         self.topic = topic
         self.serde = serde
         self.parts = list(range(broker.topic(topic).partitions))
@@ -95,6 +96,8 @@ class TopicReader(SourceReader):
         for r in recs:
             vals.append(loads(r.value) if r.value is not None else None)
             ts.append(r.timestamp)
+        if self.with_keys:
+            vals = [(r.key, v) for r, v in zip(recs, vals)]
         self._pos[part] = recs.next_offset
         caught_up = self.bounded and self._pos[part] >= self.broker.high_watermark(self.topic, part)
         return vals, ts, caught_up
@@ -132,7 +135,7 @@ def make_reader(broker: Any, args: dict[str, Any], until_caught_up: bool) -> Sou
     kind = args["source"]
     if kind == "topic":
         return TopicReader(broker, args["topic"], resolve(args.get("serde", "json")),
-                           until_caught_up, args.get("max_wait", 0.1))
+                           until_caught_up, args.get("max_wait", 0.1), args.get("with_keys", False))
     if kind == "iterable":
         return IterableReader(args["make"])
     if kind == "file":

@@ -1,0 +1,176 @@
+"""Joins: two keyed streams in tumbling windows, and a keyed stream against a table.
+
+``WindowJoin`` pairs every left element with every right element of the same key whose
+timestamps fall in the same tumbling window. A pair is emitted as soon as its second element
+arrives (no waiting for the window to close); closing a window only frees its state. An
+element that arrives after its window closed is late: it goes to the late output. Inner join:
+an element that never meets a partner emits nothing.
+
+``TableJoin`` keeps the latest value per key of a table topic (a record with a null value
+deletes its key) and joins each stream element with the table's value for the element's key,
+as the table is when the element is processed (no time alignment, as in Kafka Streams'
+stream-table join). ``how="inner"`` drops elements without a table entry; ``how="left"`` pairs
+them with None. Keys match by their stored bytes (a str key equals its UTF-8 record key).
+
+Both take batches from two inputs: the runner sets ``side`` (0 or 1) before each call.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from streamrt._serde import key_bytes
+from streamrt.errors import InvalidArgument
+
+from ._batch import Batch
+from ._protocol import BaseOperator, StateHandle
+from ._time import WM_KEY, TimedOperator, wall_clock_ms
+from ._windows import Tumbling, _freeze
+
+
+class WindowJoin(TimedOperator):
+    """Pairs ``(left, right)`` of equal keys in the same tumbling window."""
+
+    name = "join"
+    stateful = True
+
+    def __init__(
+        self, spec: Tumbling, timestamp: Callable[[Any], int] | None = None,
+        max_out_of_orderness: int = 0, allowed_lateness: int = 0, *,
+        processing_time: bool = False, clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        if not isinstance(spec, Tumbling):
+            raise InvalidArgument("join() takes a tumbling window, e.g. window=sr.tumbling(seconds=10)")
+        super().__init__(timestamp, max_out_of_orderness, processing_time, clock)
+        self.size = spec.size
+        self.lateness = allowed_lateness
+        self.side = 0
+        self.state: dict[tuple[Any, int], list[list[Any]]] = {}  # (key, start) -> [lefts, rights]
+        self.closing: list[tuple[int, int, Any]] = []
+        self._seq = itertools.count()
+        self.dirty: set[Any] = set()
+        self.late: list[Batch] = []
+
+    def describe(self) -> Any:
+        return ["join", self.size]
+
+    def process(self, batch: Batch) -> list[Batch]:
+        values = batch.values
+        if not values:
+            return []
+        side = self.side
+        ts = self._times(batch, "join()")
+        keys = batch.keys if batch.keys is not None else [None] * len(values)
+        size, state = self.size, self.state
+        edge = self.wm - self.lateness
+        out_v: list[Any] = []
+        out_k: list[Any] = []
+        out_t: list[int] = []
+        late: list[int] = []
+        for i, (k, v, t) in enumerate(zip(keys, values, ts)):
+            start = t - t % size
+            if start + size <= edge:
+                late.append(i)
+                continue
+            sk = (k, start)
+            sides = state.get(sk)
+            if sides is None:
+                sides = state[sk] = [[], []]
+                heapq.heappush(self.closing, (start + size + self.lateness, next(self._seq), sk))
+            for other in sides[1 - side]:
+                out_v.append((v, other) if side == 0 else (other, v))
+                out_k.append(k)
+                out_t.append(t)
+            sides[side].append(v)
+            self.dirty.add(sk)
+        if late:
+            self.late.append(Batch([values[i] for i in late], [keys[i] for i in late],
+                                   [ts[i] for i in late], batch.part))
+        out = [Batch(out_v, out_k, out_t, batch.part)] if out_v else []
+        return out + self._advance(batch.part)
+
+    def _close(self, part: int) -> list[Batch]:
+        while self.closing and self.closing[0][0] <= self.wm:
+            sk = heapq.heappop(self.closing)[2]
+            if self.state.pop(sk, None) is not None:
+                self.dirty.add(sk)
+        return []
+
+    def take_late(self) -> list[Batch]:
+        late, self.late = self.late, []
+        return late
+
+    def snapshot(self) -> dict[bytes, bytes | None]:
+        out: dict[bytes, bytes | None] = {}
+        for sk in self.dirty:
+            v = self.state.get(sk)
+            out[orjson.dumps(list(sk))] = None if v is None else orjson.dumps(v)
+        self.dirty.clear()
+        out[WM_KEY] = self._time_snapshot()
+        return out
+
+    def restore(self, handle: StateHandle) -> None:
+        for key, raw in handle.items():
+            if key == WM_KEY:
+                self._time_restore(raw)
+                continue
+            k, start = orjson.loads(key)
+            sk = (_freeze(k), start)
+            self.state[sk] = orjson.loads(raw)
+            heapq.heappush(self.closing, (start + self.size + self.lateness, next(self._seq), sk))
+
+
+class TableJoin(BaseOperator):
+    """Side 0: table updates ``(key bytes, value)``; side 1: the keyed stream."""
+
+    name = "join_table"
+    stateful = True
+
+    def __init__(self, how: str = "inner") -> None:
+        if how not in ("inner", "left"):
+            raise InvalidArgument(f"join_table(how=...) is 'inner' or 'left', got {how!r}")
+        self.left = how == "left"
+        self.side = 1
+        self.table: dict[bytes | None, Any] = {}
+        self.dirty: set[bytes | None] = set()
+
+    def describe(self) -> Any:
+        return ["join_table"]
+
+    def process(self, batch: Batch) -> list[Batch]:
+        if self.side == 0:
+            table, dirty = self.table, self.dirty
+            for kb, v in batch.values:
+                if v is None:
+                    table.pop(kb, None)
+                else:
+                    table[kb] = v
+                dirty.add(kb)
+            return []
+        values = batch.values
+        keys = batch.keys if batch.keys is not None else [None] * len(values)
+        get = self.table.get
+        found = [get(key_bytes(k)) for k in keys]
+        out = batch.with_values([(v, f) for v, f in zip(values, found)])
+        if self.left:
+            return [out]
+        mask = [f is not None for f in found]
+        return [out] if all(mask) else [out.select(mask)]
+
+    def snapshot(self) -> dict[bytes, bytes | None]:
+        out: dict[bytes, bytes | None] = {}
+        for kb in self.dirty:
+            v = self.table.get(kb)
+            # b"k" + key: keys may be empty or None (a record without a key)
+            out[b"n" if kb is None else b"k" + kb] = None if v is None else orjson.dumps(v)
+        self.dirty.clear()
+        return out
+
+    def restore(self, handle: StateHandle) -> None:
+        for key, raw in handle.items():
+            self.table[None if key == b"n" else key[1:]] = orjson.loads(raw)

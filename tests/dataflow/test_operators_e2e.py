@@ -1,0 +1,229 @@
+"""The operators end to end through App.run: results read back from topics equal plain-Python
+references; stateful steps survive a crash and restart from their checkpoint."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import streamrt as sr
+from streamrt import errors
+
+
+def _read(path: Path, topic: str) -> list[Any]:
+    with sr.open_log(path, maintenance_interval=None) as log:
+        return [orjson.loads(r.value) for p in range(log.topic(topic).partitions)
+                for r in log.read(topic, p, 0, max_records=10**7)]
+
+
+def _canon(xs: list[Any]) -> Counter[bytes]:
+    return Counter(orjson.dumps(x, option=orjson.OPT_SORT_KEYS) for x in xs)
+
+
+def _events(n: int, seed: int = 1, disorder: int = 0) -> list[dict[str, Any]]:
+    rnd = random.Random(seed)
+    return [{"id": i, "user": rnd.randrange(7), "v": rnd.randrange(100),
+             "ts": i * 10 + (rnd.randrange(disorder) if disorder else 0)} for i in range(n)]
+
+
+def test_session_and_sliding_windows_match_reference(tmp_path: Path) -> None:
+    evs = _events(3000, disorder=40)  # out of order by up to 40 ms; allowed 50: nothing late
+    app = sr.App("win", batch_size=64)
+    keyed = app.stream(evs, name="src").key_by(lambda e: e["user"])
+    (keyed.window(sr.session(gap_ms=60), timestamp=lambda e: e["ts"], max_out_of_orderness=0.05)
+        .aggregate(n=sr.count(), lo=sr.min(lambda e: e["v"]), hi=sr.max(lambda e: e["v"]),
+                   ids=sr.collect(lambda e: e["id"]), name="sessions")
+        .to("sessions"))
+    (keyed.window(sr.sliding(ms=200, step_ms=100), timestamp=lambda e: e["ts"],
+                  max_out_of_orderness=0.05)
+        .aggregate(n=sr.count(), total=sr.sum(lambda e: e["v"]), name="sliding")
+        .to("sliding"))
+    r = app.run(data_dir=tmp_path / "d")
+    assert r.late == 0
+    # sessions: per user, sort by time and cut where the gap is 60 ms or more
+    want = []
+    for u in range(7):
+        mine = sorted((e for e in evs if e["user"] == u), key=lambda e: e["ts"])
+        cur: list[dict[str, Any]] = []
+        for e in mine + [None]:  # type: ignore[list-item]
+            if cur and (e is None or e["ts"] - cur[-1]["ts"] >= 60):
+                want.append({"key": u, "start": cur[0]["ts"], "end": cur[-1]["ts"] + 60, "n": len(cur),
+                             "lo": min(x["v"] for x in cur), "hi": max(x["v"] for x in cur),
+                             "ids": sorted(x["id"] for x in cur)})
+                cur = []
+            if e is not None:
+                cur.append(e)
+    got = _read(tmp_path / "d", "sessions")
+    for g in got:
+        g["ids"] = sorted(g["ids"])
+    assert _canon(got) == _canon(want)
+    slide: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+    for e in evs:
+        for start in (e["ts"] - e["ts"] % 100, e["ts"] - e["ts"] % 100 - 100):
+            slide[(e["user"], start)][0] += 1
+            slide[(e["user"], start)][1] += e["v"]
+    want2 = [{"key": u, "start": s, "end": s + 200, "n": n, "total": t} for (u, s), (n, t) in slide.items()]
+    assert _canon(_read(tmp_path / "d", "sliding")) == _canon(want2)
+
+
+def test_late_elements_are_counted_and_routed(tmp_path: Path) -> None:
+    evs = _events(2000, seed=2, disorder=300)  # disorder beyond what is allowed: some are late
+    app = sr.App("late2", batch_size=50)
+    (app.stream(evs).key_by(lambda e: e["user"])
+        .window(sr.tumbling(ms=100), timestamp=lambda e: e["ts"], max_out_of_orderness=0.05,
+                allowed_lateness=0.05)
+        .late_to("late")
+        .aggregate(ids=sr.collect(lambda e: e["id"]))
+        .to("out"))
+    r = app.run(data_dir=tmp_path / "d")
+    late = _read(tmp_path / "d", "late")
+    assert r.late == len(late) > 0
+    counted = [i for w in _read(tmp_path / "d", "out") for i in w["ids"]] + [e["id"] for e in late]
+    assert sorted(counted) == list(range(2000))  # every element in a result or late, once
+
+
+def _running_total(state: Any, e: dict[str, Any]) -> tuple[Any, Any]:
+    total = (state or 0) + e["v"]
+    return total, {"id": e["id"], "user": e["user"], "total": total}
+
+
+def _running_reference(evs: list[dict[str, Any]]) -> list[Any]:
+    tot: dict[int, int] = defaultdict(int)
+    out = []
+    for e in evs:
+        tot[e["user"]] += e["v"]
+        out.append({"id": e["id"], "user": e["user"], "total": tot[e["user"]]})
+    return out
+
+
+def test_stateful_map_survives_a_crash_exactly_once(tmp_path: Path) -> None:
+    evs = _events(5000, seed=3)
+    crashed = []
+
+    def flaky(e: dict[str, Any]) -> dict[str, Any]:
+        if e["id"] == 3700 and not crashed:  # once: the restarted task gets past it
+            crashed.append(1)
+            raise RuntimeError("transient")
+        return e
+
+    app = sr.App("sm", guarantee="exactly_once", batch_size=100, checkpoint_records=1000)
+    (app.stream(lambda: iter(evs), name="src").map(flaky).key_by(lambda e: e["user"])
+        .stateful_map(_running_total, name="totals").to(app.topic("totals", partitions=2)))
+    r = app.run(data_dir=tmp_path / "d")
+    assert r.restarts == 1 and crashed
+    assert _canon(_read(tmp_path / "d", "totals")) == _canon(_running_reference(evs))
+    # a rerun resumes after the last checkpoint: nothing is produced twice
+    assert app.run(data_dir=tmp_path / "d").records_in == 0
+    assert len(_read(tmp_path / "d", "totals")) == 5000
+
+
+def test_dedupe_event_time(tmp_path: Path) -> None:
+    evs = [{"id": i % 40, "ts": i * 10} for i in range(400)]  # id repeats every 400 ms
+    app = sr.App("dd", batch_size=16)
+    (app.stream(evs).dedupe(lambda e: e["id"], within=0.3, timestamp=lambda e: e["ts"], name="dd")
+        .to("uniq"))
+    app.run(data_dir=tmp_path / "d")
+    got = _read(tmp_path / "d", "uniq")
+    assert got == evs  # 400 ms apart is outside 300 ms: all kept
+    app2 = sr.App("dd2", batch_size=16)
+    (app2.stream(evs).dedupe(lambda e: e["id"], within=0.5, timestamp=lambda e: e["ts"])
+        .to("uniq2"))
+    app2.run(data_dir=tmp_path / "d")
+    # within 500 ms: the repeat at +400 ms is dropped, the one at +800 ms kept
+    assert _read(tmp_path / "d", "uniq2") == [e for e in evs if (e["ts"] // 400) % 2 == 0]
+
+
+def test_windowed_join_pairs_equal_keys_in_a_window(tmp_path: Path) -> None:
+    rnd = random.Random(4)
+    orders = [{"o": i, "user": rnd.randrange(5), "ts": rnd.randrange(2000)} for i in range(300)]
+    clicks = [{"c": i, "user": rnd.randrange(5), "ts": rnd.randrange(2000)} for i in range(300)]
+    orders.sort(key=lambda e: e["ts"])
+    clicks.sort(key=lambda e: e["ts"])
+    app = sr.App("jn", batch_size=32)
+    left = app.stream(orders, name="orders").key_by(lambda e: e["user"])
+    right = app.stream(clicks, name="clicks").key_by(lambda e: e["user"])
+    (left.join(right, window=sr.tumbling(ms=250), timestamp=lambda e: e["ts"],
+               max_out_of_orderness=2.0, name="j")
+        .map(lambda p: [p[0]["o"], p[1]["c"]]).to("pairs"))
+    r = app.run(data_dir=tmp_path / "d")
+    assert r.late == 0
+    want = [[o["o"], c["c"]] for o in orders for c in clicks
+            if o["user"] == c["user"] and o["ts"] // 250 == c["ts"] // 250]
+    assert sorted(_read(tmp_path / "d", "pairs")) == sorted(want)
+
+
+def test_stream_table_join(tmp_path: Path) -> None:
+    with sr.open_log(tmp_path / "d", maintenance_interval=None) as log:
+        log.create_topic_sync("users", 1)
+        log.append_sync("users", 0, [(b"1", orjson.dumps({"name": "ann"}), [], 1),
+                                     (b"2", orjson.dumps({"name": "bob"}), [], 2),
+                                     (b"1", orjson.dumps({"name": "anna"}), [], 3),
+                                     (b"3", orjson.dumps({"name": "cy"}), [], 4),
+                                     (b"3", None, [], 5)])  # deleted
+    app = sr.App("tj")
+    users = app.table("users", name="users")
+    clicks = [{"user": u, "page": i} for i, u in enumerate([1, 2, 3, 1, 4])]
+    (app.stream(clicks).key_by(lambda e: str(e["user"]))
+        .join_table(users, name="with_user")
+        .map(lambda p: [p[0]["page"], p[1]["name"]]).to("named"))
+    (app.stream(clicks, name="c2").key_by(lambda e: e["user"])  # int keys: stored as b"1"
+        .join_table(users, how="left")
+        .map(lambda p: [p[0]["page"], p[1] and p[1]["name"]]).to("named_left"))
+    app.run(data_dir=tmp_path / "d", until_caught_up=True)
+    assert _read(tmp_path / "d", "named") == [[0, "anna"], [1, "bob"], [3, "anna"]]
+    assert _read(tmp_path / "d", "named_left") == [[0, "anna"], [1, "bob"], [2, None], [3, "anna"],
+                                                   [4, None]]
+
+
+def test_early_results_and_processing_time(tmp_path: Path) -> None:
+    evs = [{"k": "a", "ts": t} for t in (0, 100, 200, 1500)]
+    app = sr.App("early", batch_size=1)
+    (app.stream(evs).key_by(lambda e: e["k"])
+        .window(sr.tumbling(seconds=1), timestamp=lambda e: e["ts"], emit="early")
+        .aggregate(n=sr.count()).to("early"))
+    (app.stream(evs, name="pt").key_by(lambda e: e["k"])
+        .window(sr.tumbling(seconds=60), time="processing")
+        .aggregate(n=sr.count()).to("pt"))
+    app.run(data_dir=tmp_path / "d")
+    got = [(r["start"], r["n"], r["final"]) for r in _read(tmp_path / "d", "early")]
+    assert got == [(0, 1, False), (0, 2, False), (0, 3, False), (1000, 1, False), (0, 3, True),
+                   (1000, 1, True)]
+    assert sum(r["n"] for r in _read(tmp_path / "d", "pt")) == 4
+
+
+def test_dead_letter_in_an_aggregation_counts_each_element_once(tmp_path: Path) -> None:
+    evs = [{"k": "a", "ts": i, "x": i % 5} for i in range(50)]
+    app = sr.App("dla", on_error="dead_letter")
+    (app.stream(evs).key_by(lambda e: e["k"])
+        .window(sr.tumbling(seconds=1), timestamp=lambda e: e["ts"])
+        .aggregate(n=sr.count(), inv=sr.sum(lambda e: 1 / e["x"])).to("agg"))
+    r = app.run(data_dir=tmp_path / "d")
+    assert r.dead_lettered == 10
+    (res,) = _read(tmp_path / "d", "agg")
+    assert res["n"] == 40  # the 40 good elements, none counted twice
+
+
+def test_dsl_refuses_what_cannot_work() -> None:
+    app = sr.App("bad")
+    s = app.stream(range(3))
+    with pytest.raises(errors.InvalidArgument, match="key_by"):
+        s.stateful_map(lambda st, v: (st, v))
+    k = s.key_by(str)
+    with pytest.raises(errors.InvalidArgument, match="reduce"):
+        k.window(sr.session(seconds=1) if False else sr.session(1), timestamp=int).aggregate(
+            f=sr.fold(0, lambda a, v: a + v))
+    with pytest.raises(errors.InvalidArgument, match="itself"):
+        k.join(k, window=sr.tumbling(1))
+    with pytest.raises(errors.InvalidArgument, match="tumbling"):
+        k.join(app.stream(range(2)).key_by(str), window=sr.session(1))  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidArgument, match="processing"):
+        k.window(sr.tumbling(1), time="wall")  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidArgument, match="table"):
+        k.join_table("users")  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidArgument, match="within"):
+        k.dedupe(lambda e: e, within=0)
