@@ -58,6 +58,8 @@ QUEUE_BATCH = 4096
 OVERFLOW_READ = 5_000
 #: Bytes of stored batches one read takes (whole batches: see _Cursor).
 READ_BYTES = 1 << 20
+#: Records read from one partition before the next partition's turn.
+READ_SLICE = 128
 
 
 class FlushWaiter:
@@ -515,19 +517,16 @@ class QueueGroupActor(Actor[tuple]):
             core.assign(now)
 
     def _fill(self, now: float, parts: list[Part]) -> None:
-        """Read into the window, sharing its room among partitions with unread records."""
+        """Read into the window, partitions in turn a slice at a time, so messages of all
+        partitions interleave in the read order (the order they are handed out in)."""
         core = self.core
         assert core is not None
-        for _round in range(2):
-            waiting = [p for p in parts if p.read_pos < p.adm_pos]
-            room = core.read_room()
-            if not waiting or room <= 0:
-                return
-            share = max(1, room // len(waiting))
+        waiting = [p for p in parts if p.read_pos < p.adm_pos]
+        while waiting and core.read_room() > 0:
             for part in waiting:
-                want = min(share, core.read_room(), part.adm_pos - part.read_pos)
+                want = min(READ_SLICE, core.read_room(), part.adm_pos - part.read_pos)
                 if want <= 0:
-                    continue
+                    break
                 recs = self._read(part, part.read_pos, part.adm_pos, want)
                 if recs is None:
                     continue
@@ -535,6 +534,7 @@ class QueueGroupActor(Actor[tuple]):
                     part.read_pos = part.adm_pos
                     continue
                 core.read_in(part, recs, now)
+            waiting = [p for p in waiting if p.read_pos < p.adm_pos]
 
     def _read(self, part: Part, start: int, end: int, n: int) -> list[Any] | None:
         store = self.broker.store

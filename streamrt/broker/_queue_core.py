@@ -412,34 +412,36 @@ class QueueCore:
         mark = part.mark
         base = part.index << _SHIFT
         entries = self.entries
-        fresh = self.ready.push_fresh
+        fresh = self.ready.fresh
+        fresh0 = fresh[0].append
         seq = self.seq
         adm = part.adm_pos
+        pos = part.read_pos
+        added = 0
         for rec in records:
             off = rec.offset
             if off >= adm:
                 break
-            if off < part.read_pos:  # dropped (drop-oldest) before it was read
+            if off < pos:  # dropped (drop-oldest) before it was read
                 continue
-            part.read_pos = off + 1
-            if off in done:
+            pos = off + 1
+            if done and off in done:
                 continue
             nb = 0
-            v = persisted.get(off)
+            v = persisted.get(off) if persisted else None
             if v is not None:
                 n, nb = K.unpack_lease(v)
             else:
                 n = 1 if off < mark else 0
             seq += 1
-            e = Entry(base | off, part, rec, seq,
-                      _priority(rec.headers, prio_levels) if prio_levels else 0, n)
-            if max_del is not None and n >= max_del:
+            prio = _priority(rec.headers, prio_levels) if prio_levels else 0
+            e = Entry(base | off, part, rec, seq, prio, n)
+            if (max_del is not None and n >= max_del) or (ttl is not None and rec.timestamp < cutoff):
                 self.seq = seq
-                self._bury(part, rec, "max_deliveries", n, now, e)
-                continue
-            if ttl is not None and rec.timestamp < cutoff:
-                self.seq = seq
-                self._bury(part, rec, "expire", n, now, e)
+                part.read_pos = pos
+                self._bury(part, rec, "max_deliveries" if max_del is not None and n >= max_del
+                           else "expire", n, now, e)
+                pos = part.read_pos  # the floor may have moved past it
                 continue
             entries[e.mid] = e
             if nb > wall:
@@ -447,7 +449,13 @@ class QueueCore:
                 heapq.heappush(self.delayed, (self._loop_time(nb), seq, e))
             else:
                 e.state = READY
-                fresh(e)
+                if prio:
+                    fresh[prio].append(e)
+                else:
+                    fresh0(e)
+                added += 1
+        part.read_pos = pos
+        self.ready.n += added
         self.seq = seq
 
     def skip_to(self, part: Part, log_start: int) -> None:
@@ -530,10 +538,16 @@ class QueueCore:
         lease = TRANSITIONS[READY, "lease"]
         read_ahead2 = 2 * self.read_ahead
         got = 0
+        fast = ready.levels == 1 and not ready.back[0]
+        fresh = ready.fresh[0]
         while got < k:
-            e = ready.pop()
-            if e is None:
-                break
+            if fast and fresh:  # first in, first out, nothing given back: the head
+                e = fresh.popleft()
+                ready.n -= 1
+            else:
+                e = ready.pop()
+                if e is None:
+                    break
             if e.state != READY:
                 continue
             if ttl is not None and e.rec.timestamp < cutoff:
@@ -645,6 +659,7 @@ class QueueCore:
         c = self.consumers.get(cid)
         acked = TRANSITIONS[LEASED, "ack"]
         n = 0
+        mark_done = self._mark_done
         for mid, token in items:
             e = entries.get(mid)
             if e is None or e.token != token or e.state != LEASED:
@@ -654,7 +669,13 @@ class QueueCore:
             del entries[mid]
             del leased[mid]
             n += 1
-            self._mark_done(e.part, e.offset)
+            part = e.part
+            off = e.offset
+            if off != part.floor:  # (the common case of _mark_done, inline)
+                part.done.add(off)
+                part.dirty[off] = K.DONE
+            else:
+                mark_done(part, off)
         self.acked += n
         self.backlog -= n
         if c is not None:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFETCH = 100
+DEFAULT_PREFETCH = 256
 MAX_PREFETCH = 100_000
 DEFAULT_ACK_BATCH = 256
 _UNSET: Any = object()
@@ -48,21 +48,30 @@ class QueueMessage:
     ``delivery_count`` (1 on the first delivery) and ``priority``.
     """
 
-    __slots__ = ("_q", "_entry", "_token", "topic", "partition", "_rec", "delivery_count",
-                 "priority", "_settled", "_value")
+    __slots__ = ("_q", "_entry", "_token", "delivery_count", "_settled", "_value")
 
     def __init__(self, q: QueueConsumer, item: tuple[Any, int]) -> None:
-        e, self._token = item
+        self._entry, self._token = item
         self._q = q
-        self._entry = e
-        part = e.part
-        self.topic = part.topic
-        self.partition = part.partition
-        self._rec = e.rec
-        self.delivery_count = e.deliveries
-        self.priority = e.prio
+        self.delivery_count: int = item[0].deliveries
         self._settled = False
         self._value = _UNSET
+
+    @property
+    def topic(self) -> str:
+        return self._entry.part.topic  # type: ignore[no-any-return]
+
+    @property
+    def partition(self) -> int:
+        return self._entry.part.partition  # type: ignore[no-any-return]
+
+    @property
+    def priority(self) -> int:
+        return self._entry.prio  # type: ignore[no-any-return]
+
+    @property
+    def _rec(self) -> Any:
+        return self._entry.rec
 
     @property
     def offset(self) -> int:
@@ -144,7 +153,7 @@ class QueueMessage:
 class QueueConsumer:
     """A consumer of a queue group; use it as ``async with broker.queue(...) as q``.
 
-    Per consumer: ``prefetch`` (most unacknowledged messages it holds, default 100),
+    Per consumer: ``prefetch`` (most unacknowledged messages it holds, default 256),
     ``value_serde`` (``"json"`` default, ``"bytes"``, ``"str"`` or an object with
     dumps/loads), ``ack_batch`` (acks sent to the queue group at once, default 256), and
     ``partitions`` (used only if the queue's topic does not exist yet). Every other keyword
