@@ -139,6 +139,10 @@ class WindowAggregate(TimedOperator):
         self.closing: list[tuple[int, int, Any]] = []
         self._seq = itertools.count()
         self.dirty: set[Any] = set()
+        # sessions: the time of each key's one live closing entry. A key has one entry, at
+        # its earliest session close, not one per element (a key that never goes quiet would
+        # grow the heap forever); closing a key's sessions schedules its next one.
+        self.next_close: dict[Any, int] = {}
         self.late: list[Batch] = []
         self.late_count = 0
 
@@ -277,8 +281,14 @@ class WindowAggregate(TimedOperator):
                     sessions.remove(other)  # type: ignore[union-attr]
                 cur[0] = min(cur[0], t)
                 cur[1] = max(cur[1], t)
-            heapq.heappush(self.closing, (cur[1] + gap + self.lateness, next(self._seq), k))
+            self._schedule(k, cur[1] + gap + self.lateness)
             self.dirty.add(k)
+
+    def _schedule(self, k: Any, at: int) -> None:
+        due = self.next_close.get(k)
+        if due is None or at < due:  # a later close is found when the earlier entry fires
+            self.next_close[k] = at
+            heapq.heappush(self.closing, (at, next(self._seq), k))
 
     # ------------------------------------------------------------ results
 
@@ -328,8 +338,11 @@ class WindowAggregate(TimedOperator):
         out_t: list[int] = []
         session = type(self.spec) is Session
         while closing and closing[0][0] <= wm:
-            sk = heapq.heappop(closing)[2]
+            at, _, sk = heapq.heappop(closing)
             if session:
+                if self.next_close.get(sk) != at:
+                    continue  # superseded by an earlier entry, which has fired
+                del self.next_close[sk]
                 sessions = self.state.get(sk)
                 if not sessions:
                     continue
@@ -344,6 +357,7 @@ class WindowAggregate(TimedOperator):
                         keep.append(s)
                 if keep:
                     self.state[sk] = keep
+                    self._schedule(sk, min(s[1] for s in keep) + gap + self.lateness)
                 else:
                     del self.state[sk]
                 self.dirty.add(sk)
@@ -389,8 +403,7 @@ class WindowAggregate(TimedOperator):
                 sk = _freeze(k[0])
                 self.state[sk] = orjson.loads(raw)
                 gap = self.spec.gap  # type: ignore[union-attr]
-                for s in self.state[sk]:
-                    heapq.heappush(self.closing, (s[1] + gap + self.lateness, next(seq), sk))
+                self._schedule(sk, min(s[1] for s in self.state[sk]) + gap + self.lateness)
             else:
                 sk = (_freeze(k[0]), k[1])
                 self.state[sk] = orjson.loads(raw)
