@@ -146,7 +146,8 @@ class _Plan:
             idx, reader = self.sources[n.id]
             return [idx * PART_SPAN + p for p in reader.parts]
         out: list[int] = []
-        for i in n.inputs:
+        # a table's updates stop at join_table: its partitions never hold back time after it
+        for i in (n.inputs[1:] if n.kind == "join_table" else n.inputs):
             out += self._parts_feeding(i)
         return out
 

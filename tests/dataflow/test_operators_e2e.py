@@ -10,9 +10,12 @@ from typing import Any
 
 import orjson
 import pytest
+import trio
 
+import operators as ops
 import streamrt as sr
 from streamrt import errors
+from streamrt.dataflow._runner import RunResult, _ensure_topics, _Plan
 
 
 def _read(path: Path, topic: str) -> list[Any]:
@@ -227,3 +230,50 @@ def test_dsl_refuses_what_cannot_work() -> None:
         k.join_table("users")  # type: ignore[arg-type]
     with pytest.raises(errors.InvalidArgument, match="within"):
         k.dedupe(lambda e: e, within=0)
+
+
+def test_a_window_after_a_table_join_is_not_held_back_by_the_table(tmp_path: Path) -> None:
+    app = sr.App("tjw")
+    users = app.table("users2")
+    (app.stream([{"u": "a", "ts": t} for t in range(0, 5000, 100)]).key_by(lambda e: e["u"])
+        .join_table(users, how="left")
+        .window(sr.tumbling(seconds=1), timestamp=lambda p: p[0]["ts"])
+        .aggregate(n=sr.count()).to("tjw-out"))
+    with sr.open_log(tmp_path / "d", maintenance_interval=None) as log:
+        log.create_topic_sync("users2", 3)
+
+    async def main() -> list[int]:  # the plan alone: which partitions feed the window
+        async with sr.open(tmp_path / "d") as broker:
+            await _ensure_topics(app, broker)
+            plan = _Plan(app, broker, True, RunResult())
+            (win,) = [op for op in plan.ops.values() if isinstance(op, ops.WindowAggregate)]
+            return sorted(win.max_ts)
+
+    assert trio.run(main) == [1 << 20]  # the stream's one partition, not the table's three
+
+
+def test_windowed_join_survives_a_crash_exactly_once(tmp_path: Path) -> None:
+    rnd = random.Random(5)
+    left = sorted(({"l": i, "k": rnd.randrange(20), "ts": rnd.randrange(20_000)} for i in range(2000)),
+                  key=lambda e: e["ts"])
+    right = sorted(({"r": i, "k": rnd.randrange(20), "ts": rnd.randrange(20_000)} for i in range(2000)),
+                   key=lambda e: e["ts"])
+    crashed = []
+
+    def flaky(e: dict[str, Any]) -> dict[str, Any]:
+        if e.get("l") == 1500 and not crashed:
+            crashed.append(1)
+            raise RuntimeError("transient")
+        return e
+
+    app = sr.App("jc", guarantee="exactly_once", batch_size=50, checkpoint_records=300)
+    ls = app.stream(lambda: iter(left), name="left").map(flaky).key_by(lambda e: e["k"])
+    rs = app.stream(lambda: iter(right), name="right").key_by(lambda e: e["k"])
+    (ls.join(rs, window=sr.tumbling(seconds=1), timestamp=lambda e: e["ts"], name="j")
+        .map(lambda p: [p[0]["l"], p[1]["r"]]).to("jc-pairs"))
+    r = app.run(data_dir=tmp_path / "d")
+    assert r.restarts == 1 and r.late == 0
+    want = [[a["l"], b["r"]] for a in left for b in right
+            if a["k"] == b["k"] and a["ts"] // 1000 == b["ts"] // 1000]
+    got = _read(tmp_path / "d", "jc-pairs")
+    assert len(got) == len(want) and sorted(got) == sorted(want)
