@@ -6,6 +6,13 @@ not idle (a partition with nothing to read for a while must not hold every windo
 it never goes backwards. A watermark ``W`` says "no more elements before ``W`` are expected":
 an element with a timestamp at or after ``W`` is still on time.
 
+A partition can also go quiet *for this operator* while its source is busy: a filter upstream
+may drop all its elements. With ``idle_after_ms`` set (the runner sets it to the app's
+``idle_timeout``), a partition that has delivered nothing to the operator for that long on the
+clock, while another partition did, is marked idle too; its next element makes it active
+again. (An element of a partition idled this way may arrive late: it then goes to the late
+output, as with any idleness.)
+
 Processing time is the same machinery with the clock as the only input: every element is
 stamped with the clock's time when it is processed, and the watermark is the clock.
 """
@@ -45,12 +52,17 @@ class TimedOperator(BaseOperator):
         self.max_ts: dict[int, int] = {}
         self.idle: set[int] = set()
         self.wm = NO_TIME
+        self.idle_after: int | None = None
+        self.last_seen: dict[int, int] = {}  # partition -> clock when it last delivered
 
-    def open_parts(self, parts: list[int]) -> None:
+    def open_parts(self, parts: list[int], idle_after_ms: int | None = None) -> None:
         """The input partitions that feed this operator (each holds the watermark back until it
-        has data or is idle)."""
+        has data or is idle); ``idle_after_ms``: see the module doc."""
+        now = self.clock()
         for p in parts:
             self.max_ts.setdefault(p, NO_TIME)
+            self.last_seen[p] = now
+        self.idle_after = idle_after_ms
 
     def _times(self, batch: Batch, what: str) -> list[int]:
         """Each element's time; records the partition's progress."""
@@ -70,11 +82,22 @@ class TimedOperator(BaseOperator):
             )
         part = batch.part
         self.idle.discard(part)
+        if self.idle_after is not None:
+            self._quiet_parts(part)
         if ts:
             hi = max(ts)
             if hi > self.max_ts.get(part, NO_TIME):
                 self.max_ts[part] = hi
         return ts
+
+    def _quiet_parts(self, part: int) -> None:
+        now = self.clock()
+        seen = self.last_seen
+        seen[part] = now
+        limit = now - self.idle_after  # type: ignore[operator]
+        for p in self.max_ts:
+            if p not in self.idle and seen.get(p, now) <= limit:
+                self.idle.add(p)
 
     def _watermark(self) -> int:
         if self.processing_time:

@@ -139,7 +139,8 @@ class _Plan:
         self.late_sinks = {nid: TopicSink(broker, ref.name, hold) for nid, ref in app.late_routes.items()}
         for n in self.nodes:  # which global input partitions feed each timed operator
             if hasattr(self.ops.get(n.id), "open_parts"):
-                self.ops[n.id].open_parts(self._parts_feeding(n))
+                self.ops[n.id].open_parts(self._parts_feeding(n),
+                                          idle_after_ms=round(app.idle_timeout * 1000))
 
     def _parts_feeding(self, n: Node) -> list[int]:
         if n.kind == "source":

@@ -321,3 +321,18 @@ def test_window_failure_reports_how_far_it_got() -> None:
     op.process(Batch([5], ["k"]))
     (b,) = op.on_watermark(ops.END_OF_TIME)
     assert b.values[0]["s"] == 10 + 5 + 2  # the failed element added nothing
+
+
+def test_a_partition_starved_by_a_filter_stops_holding_time_back() -> None:
+    now = [0]
+    op = ops.WindowAggregate(ops.Tumbling(10), ops.Compiled({"n": ops.count()}), lambda e: e,
+                             clock=lambda: now[0])
+    op.open_parts([0, 1], idle_after_ms=1000)
+    assert op.process(Batch([1, 25], ["k", "k"], None, 0)) == []  # part 1 holds time back
+    now[0] = 999
+    assert op.process(Batch([26], ["k"], None, 0)) == []
+    now[0] = 1000  # part 1 delivered nothing for 1 s while part 0 did: it is idle
+    (b,) = op.process(Batch([27], ["k"], None, 0))
+    assert b.values == [{"key": "k", "start": 0, "end": 10, "n": 1}]
+    op.process(Batch([30], ["k"], None, 1))  # part 1 is back: active again
+    assert 1 not in op.idle
