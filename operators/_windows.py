@@ -139,6 +139,7 @@ class WindowAggregate(TimedOperator):
         self.closing: list[tuple[int, int, Any]] = []
         self._seq = itertools.count()
         self.dirty: set[Any] = set()
+        self.stored: set[Any] = set()  # state keys the last snapshots wrote (and did not delete)
         # sessions: the time of each key's one live closing entry. A key has one entry, at
         # its earliest session close, not one per element (a key that never goes quiet would
         # grow the heap forever); closing a key's sessions schedules its next one.
@@ -383,9 +384,19 @@ class WindowAggregate(TimedOperator):
         dumps = orjson.dumps
         state = self.state
         session = type(self.spec) is Session
+        stored = self.stored
         for sk in self.dirty:
-            key = dumps([sk]) if session else dumps(list(sk))
             v = state.get(sk)
+            if v is None:
+                if sk not in stored:
+                    # Opened and closed since the last snapshot: never written, nothing to
+                    # delete. With short windows that is most of them, and each orjson.dumps
+                    # result occupies 4 KiB however short it is.
+                    continue
+                stored.discard(sk)
+            else:
+                stored.add(sk)
+            key = dumps([sk]) if session else dumps(list(sk))
             out[key] = None if v is None else dumps(v)
         self.dirty.clear()
         out[WM_KEY] = self._time_snapshot()
@@ -401,11 +412,13 @@ class WindowAggregate(TimedOperator):
             k = orjson.loads(key)
             if session:
                 sk = _freeze(k[0])
+                self.stored.add(sk)
                 self.state[sk] = orjson.loads(raw)
                 gap = self.spec.gap  # type: ignore[union-attr]
                 self._schedule(sk, min(s[1] for s in self.state[sk]) + gap + self.lateness)
             else:
                 sk = (_freeze(k[0]), k[1])
+                self.stored.add(sk)
                 self.state[sk] = orjson.loads(raw)
                 end = k[1] + self.spec.size  # type: ignore[union-attr]
                 heapq.heappush(self.closing, (end + self.lateness, next(seq), sk))
