@@ -25,7 +25,7 @@ import orjson
 from streamrt.errors import InvalidArgument
 
 from ._batch import Batch
-from ._protocol import BaseOperator, BatchFailed, StateHandle
+from ._protocol import END_OF_TIME, BaseOperator, BatchFailed, StateHandle
 from ._time import WM_KEY, TimedOperator, wall_clock_ms
 
 
@@ -158,6 +158,13 @@ class Dedupe(TimedOperator):
                 del last[dk]
                 self.dirty.add(dk)
         return []
+
+    def on_watermark(self, watermark: int) -> list[Batch]:
+        # Closing emits nothing here, so the end of a bounded run need not close anything:
+        # the state stays for a later run over more of the same topics.
+        if watermark >= END_OF_TIME:
+            return []
+        return super().on_watermark(watermark)
 
     def take_late(self) -> list[Batch]:
         late, self.late = self.late, []

@@ -277,3 +277,36 @@ def test_windowed_join_survives_a_crash_exactly_once(tmp_path: Path) -> None:
             if a["k"] == b["k"] and a["ts"] // 1000 == b["ts"] // 1000]
     got = _read(tmp_path / "d", "jc-pairs")
     assert len(got) == len(want) and sorted(got) == sorted(want)
+
+
+def test_a_second_bounded_run_over_newer_records_is_not_late(tmp_path: Path) -> None:
+    def produce(lo: int, hi: int) -> None:
+        with sr.open_log(tmp_path / "d", maintenance_interval=None) as log:
+            if not log.has_topic("in"):
+                log.create_topic_sync("in", 1)
+            log.append_sync("in", 0, [(None, orjson.dumps({"n": i, "id": i % 7}), [], 1000 * i)
+                                      for i in range(lo, hi)])
+
+    def app() -> sr.App:
+        a = sr.App("again")
+        s = a.stream(a.topic("in"), name="in")
+        (s.key_by(lambda e: 0).window(sr.tumbling(seconds=10))
+            .aggregate(n=sr.count(), name="w").to("again-out"))
+        s.dedupe(lambda e: e["id"], within=8.0, name="dd").to("again-uniq")
+        return a
+
+    produce(0, 50)
+    assert app().run(data_dir=tmp_path / "d", until_caught_up=True).late == 0
+    produce(50, 100)
+    r = app().run(data_dir=tmp_path / "d", until_caught_up=True)
+    assert r.records_in == 50 and r.late == 0
+    res = _read(tmp_path / "d", "again-out")
+    assert sorted((w["start"], w["n"]) for w in res) == [(s, 10) for s in range(0, 100_000, 10_000)]
+    # dedupe kept its state across the runs: ids repeat every 7 s, within 8 s of the last kept
+    last: dict[int, int] = {}
+    want = []
+    for i in range(100):
+        if i % 7 not in last or i - last[i % 7] >= 8:
+            last[i % 7] = i
+            want.append(i)
+    assert [e["n"] for e in _read(tmp_path / "d", "again-uniq")] == want
