@@ -213,8 +213,9 @@ class QueueGroupActor(Actor[tuple]):
             slot.inbox.clear()  # hand-outs of the previous incarnation: their leases are gone
             core.attach(slot)
         hub.core = core
-        if is_pattern(hub.name):
-            self._next_refresh = now + hub.refresh
+        # Look for new matching topics (a pattern), or the topic created again after a
+        # delete (a name), every ``refresh`` seconds.
+        self._next_refresh = now + hub.refresh
         self._scope = anyio.CancelScope()
         self._plans, plans = anyio.create_memory_object_stream(1)
         await self.broker.tg.start(self._helpers, plans)

@@ -269,3 +269,39 @@ async def test_bad_usage_gets_clear_errors(tmp_path: Path) -> None:
             broker.queues.stats("nope")
         with pytest.raises(errors.InvalidArgument, match="priority"):
             await broker.queues.publish("jobs", 1, priority=10)
+
+
+async def test_a_deleted_topic_is_dropped_and_picked_up_again(tmp_path: Path) -> None:
+    async with open_broker(tmp_path) as broker:
+        broker.queues.refresh = 0.05
+        async with broker.queue("jobs", group="g") as q:
+            await q.publish("old")
+            (m,) = await take(q, 1, ack=False)
+            await broker.delete_topic("jobs")
+            await until(lambda: q.stats().topics == ())
+            await m.ack()  # its topic is gone: a stale ack, ignored
+            await broker.create_topic("jobs")
+            await until(lambda: q.stats().topics == ("jobs",))
+            await q.publish("new")
+            (m2,) = await take(q, 1)
+            assert (m2.value, m2.offset) == ("new", 0)
+
+
+async def test_retention_before_reading_drops_those_messages(tmp_path: Path) -> None:
+    async with open_broker(tmp_path) as broker:
+        broker.queues.read_ahead = 2  # two in memory: the rest waits in the log
+        await broker.create_topic("jobs", retention_records=3)
+        await broker.queues.declare("jobs", "g")
+        producer = broker.producer()
+        for i in range(2):
+            await producer.send("jobs", i)
+        await until(lambda: broker.queues.stats("jobs", "g").in_memory == 2)
+        for i in range(2, 10):
+            await producer.send("jobs", i)  # one batch each, so retention can drop them
+        broker.store.run_retention()
+        start = broker.log_start_offset("jobs", 0)
+        assert start == 7
+        async with broker.queue("jobs", group="g") as q:
+            got = [m.value for m in await take(q, 5)]
+            assert got == [0, 1, 7, 8, 9]  # 0 and 1 were read before retention ran
+            assert q.stats().dropped == 5
