@@ -4,6 +4,10 @@ Each operator implements one small batch-first protocol (:class:`Operator`): ``p
 :class:`Batch`, react to watermarks, snapshot and restore state. Users can write their own.
 """
 
+# streamrt (whose errors these modules raise) imports this package's modules while it
+# initialises, so it must be fully imported first, whichever of the two a program imports first.
+import streamrt  # noqa: F401
+
 from ._aggregations import (
     Aggregation,
     Compiled,

@@ -20,19 +20,8 @@ from .client import (
     SentBatch,
 )
 from .dataflow import App, PipelineError, RunResult, Stream, TopicRef, file
-from operators import (
-    collect,
-    count,
-    fold,
-    max,
-    mean,
-    min,
-    reduce,
-    session,
-    sliding,
-    sum,
-    tumbling,
-)
+from operators._aggregations import collect, count, fold, max, mean, min, reduce, sum
+from operators._windows import session, sliding, tumbling
 from .storage import (
     LogStorage,
     LogStore,

@@ -26,3 +26,13 @@ def test_errors_subclass_builtins() -> None:
     assert issubclass(e.StorageFull, OSError)
     for name in e.__all__:
         assert issubclass(getattr(e, name), e.StreamrtError)
+
+
+def test_either_package_can_be_imported_first() -> None:
+    import subprocess
+    import sys
+
+    for stmt in ("import operators", "import operators._windows", "import streamrt.dataflow",
+                 "import streamrt"):
+        r = subprocess.run([sys.executable, "-c", stmt], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"{stmt}: {r.stderr[-500:]}"

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import attrs
 
-from operators import Aggregation
+from operators._aggregations import Aggregation
 from operators._aggregations import Fold
 from operators._windows import Session, Sliding, Tumbling
 

@@ -25,7 +25,8 @@ import attrs
 import orjson
 
 import operators as ops
-from operators import END_OF_TIME, Batch
+from operators._batch import Batch
+from operators._protocol import END_OF_TIME, BaseOperator
 
 from ..actors import Actor, RestartPolicy
 from ..errors import ActorCrashed, InvalidArgument, StreamrtError
@@ -253,7 +254,7 @@ class _Plan:
         return [*self.sinks.values(), self.dlq, *self.late_sinks.values()]
 
 
-class _Pass(ops.BaseOperator):
+class _Pass(BaseOperator):
     name = "merge"
 
     def process(self, batch: Batch) -> list[Batch]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from operators import Batch
+from operators._batch import Batch
 
 from .._murmur2 import positive_hash
 from .._serde import key_bytes
