@@ -259,14 +259,39 @@ class Compiled:
             lines += ["    " + line for line in agg.check().format(i=i).splitlines()]
         for i, agg in enumerate(self.aggs):  # phase 2: stores
             lines += ["    " + line for line in agg.update().format(i=i).splitlines()]
+        # init() and record() are generated too: a window opens and closes per result, and on
+        # workloads with about one result per event these calls were a quarter of the time.
+        inits = [agg.init() for agg in self.aggs]
+        if _literal_round_trips(inits):
+            lines.append(f"def init():\n    return {inits!r}")
+        else:
+            env["_aggs"] = self.aggs
+            lines.append("def init():\n    return [agg.init() for agg in _aggs]")
+        fields = []
+        for i, (name, agg) in enumerate(zip(self.names, self.aggs)):
+            if type(agg).result is Aggregation.result:
+                fields.append(f"{name!r}: a[{i}]")
+            else:
+                env[f"r{i}"] = agg.result
+                fields.append(f"{name!r}: r{i}(a[{i}])")
+        body = ", ".join(fields)
+        lines.append(f"def results(a):\n    return {{{body}}}")
+        lines.append("def record(key, start, end, a):\n"
+                     f"    return {{'key': key, 'start': start, 'end': end, {body}}}")
         exec("\n".join(lines), env)  # noqa: S102 - generated from our own templates only
         self.update: Callable[[list[Any], Any], None] = env["update"]
-
-    def init(self) -> list[Any]:
-        return [agg.init() for agg in self.aggs]
+        self.init: Callable[[], list[Any]] = env["init"]
+        self.results: Callable[[list[Any]], dict[str, Any]] = env["results"]
+        #: ``{"key", "start", "end", <name>: <result>...}`` of one window, in one call.
+        self.record: Callable[[Any, int, int, list[Any]], dict[str, Any]] = env["record"]
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return [agg.merge(x, y) for agg, x, y in zip(self.aggs, a, b)]
 
-    def results(self, accs: list[Any]) -> dict[str, Any]:
-        return {n: agg.result(x) for n, agg, x in zip(self.names, self.aggs, accs)}
+
+def _literal_round_trips(value: Any) -> bool:
+    """Whether ``repr(value)`` rebuilds an equal, fresh value (plain JSON-like data)."""
+    try:
+        return bool(eval(repr(value), {"__builtins__": {}}) == value)  # noqa: S307 - our repr
+    except Exception:
+        return False

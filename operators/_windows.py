@@ -297,7 +297,7 @@ class WindowAggregate(TimedOperator):
         """(key, result, result timestamp) of a tumbling/sliding window."""
         key, start = sk
         end = start + self.spec.size  # type: ignore[union-attr]
-        out = {"key": key, "start": start, "end": end, **self.aggs.results(acc)}
+        out = self.aggs.record(key, start, end, acc)
         if self.early:
             out["final"] = final
         return key, out, end - 1
