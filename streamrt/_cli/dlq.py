@@ -21,16 +21,24 @@ import orjson
 from ..broker import _queue_dlq as dlq
 from ..broker._queue_state import REASONS
 from ..errors import UnknownQueue
+from ..storage import LogStore
 from ._common import open_store, plural, write_stdout
 
 REPLAY_CHUNK = 1_000
 
 
-def _open(args: argparse.Namespace, name: str | None):  # type: ignore[no-untyped-def]
+def _open(args: argparse.Namespace, name: str | None) -> LogStore | None:
+    """The data directory's log (None if there is none and no NAME needs it)."""
     store = open_store(args.data_dir, create=False, lock_timeout=args.lock_timeout)
     if store is None and name is not None:
         raise UnknownQueue(f"no queue or dead-letter topic named {name!r}: the data directory "
                            f"{args.data_dir} has no log")
+    return store
+
+
+def _need(args: argparse.Namespace) -> LogStore:
+    store = _open(args, args.name)
+    assert store is not None  # a NAME was given: a missing log raised UnknownQueue
     return store
 
 
@@ -66,7 +74,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Print dead letters with their reason, source, delivery count, key, headers, value."""
-    with _open(args, args.name) as store:
+    with _need(args) as store:
         letters = []
         for topic in dlq.resolve(store, args.name):
             left = None if args.max is None else args.max - len(letters)
@@ -104,7 +112,7 @@ def _show(b: bytes | None) -> str:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Append dead letters back to their source topics, each exactly once."""
-    with _open(args, args.name) as store:
+    with _need(args) as store:
         total = 0
         sources: Counter[str] = Counter()
         for topic in dlq.resolve(store, args.name):

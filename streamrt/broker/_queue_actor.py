@@ -25,7 +25,6 @@ took it up, written or dropped by ``on_stop``) before the next incarnation reads
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import time
@@ -42,9 +41,11 @@ from ..errors import (
     UnknownPartition,
     UnknownTopic,
 )
-from ..storage import TopicInfo, iter_records
+from ..storage import TopicInfo
 from . import _queue_keys as K
-from ._queue_core import FlushPlan, Part, QueueCore
+from ._queue_core import QueueCore
+from ._queue_model import FlushPlan, Part
+from ._queue_reader import PartitionCursor
 from ._queue_routing import is_pattern, match
 
 if TYPE_CHECKING:
@@ -56,8 +57,6 @@ log = logging.getLogger(__name__)
 #: Messages one mailbox batch may hold (acks of many consumers, wake-ups, asks).
 QUEUE_BATCH = 4096
 OVERFLOW_READ = 5_000
-#: Bytes of stored batches one read takes (whole batches: see _Cursor).
-READ_BYTES = 1 << 20
 #: Records read from one partition before the next partition's turn.
 READ_SLICE = 128
 
@@ -81,70 +80,6 @@ class FlushWaiter:
             raise self.error
 
 
-class _Cursor:
-    """Reads one partition record by record across calls, decoding each stored batch once.
-
-    The window takes a few records at a time, and a read from an offset inside a batch
-    would decode that batch from its start again (quadratic in the batch size). So the
-    cursor keeps the batch it is in, and the records it looked at but did not take.
-    """
-
-    __slots__ = ("store", "topic", "partition", "pos", "batches", "it", "pending")
-
-    def __init__(self, store: Any, topic: str, partition: int) -> None:
-        self.store = store
-        self.topic = topic
-        self.partition = partition
-        self.pos = -1  # every record taken from here on has an offset >= pos
-        self.batches: list[bytes] = []
-        self.it: Any = None
-        self.pending: list[Any] = []  # looked at, not taken (offset >= end), in order
-
-    def take(self, start: int, end: int, n: int) -> list[Any]:
-        """Up to ``n`` records with ``start <= offset < end``, in order. Raises
-        OffsetOutOfRange when ``start`` is below the log start (retention)."""
-        if start != self.pos:  # moved by someone else (drops, retention): start afresh
-            self.batches, self.it, self.pending = [], None, []
-            self.pos = start
-        out: list[Any] = []
-        while len(out) < n and self.pos < end:
-            if self.pending:
-                chunk, self.pending = self.pending, []
-            else:
-                if self.it is None and not self._load():
-                    break
-                # Offsets are dense but for compaction's gaps, so this many will do.
-                chunk = list(itertools.islice(self.it, min(n - len(out), end - self.pos)))
-                if not chunk:
-                    self.it = None
-                    continue
-            if chunk[0].offset < self.pos:  # a read starts at the batch holding pos
-                chunk = [r for r in chunk if r.offset >= self.pos]
-                if not chunk:
-                    continue
-            if chunk[-1].offset >= end or len(out) + len(chunk) > n:
-                keep = [r for r in chunk if r.offset < end][:n - len(out)]
-                self.pending = chunk[len(keep):]
-                chunk = keep
-                if not chunk:
-                    break
-            out += chunk
-            self.pos = chunk[-1].offset + 1
-        return out
-
-    def _load(self) -> bool:
-        """Point ``it`` at the next stored batch; False at the end of the log."""
-        if not self.batches:
-            self.batches = self.store.read_raw(self.topic, self.partition, self.pos, READ_BYTES)
-            if not self.batches:
-                return False
-            self.batches.reverse()
-        # aiokafka's batch is its own iterator and refuses a second iter(): wrap its
-        # __next__ so islice can take from it again and again.
-        self.it = iter(iter(iter_records(self.batches.pop())).__next__, None)
-        return True
-
-
 class QueueGroupActor(Actor[tuple]):
     """Runs one queue group; see the module doc."""
 
@@ -162,7 +97,7 @@ class QueueGroupActor(Actor[tuple]):
         self._pending: set[str] = set()
         self._crashed = False
         self._next_refresh = math.inf
-        self._cursors: dict[int, _Cursor] = {}
+        self._cursors: dict[int, PartitionCursor] = {}
         self._inflight: FlushPlan | None = None
         self._waiters: list[FlushWaiter] = []  # for the next commit
         self._plans: Any = None  # send side of the committer's channel
@@ -543,7 +478,7 @@ class QueueGroupActor(Actor[tuple]):
         assert core is not None
         cur = self._cursors.get(part.index)
         if cur is None:
-            cur = self._cursors[part.index] = _Cursor(store, part.topic, part.partition)
+            cur = self._cursors[part.index] = PartitionCursor(store, part.topic, part.partition)
         try:
             return cur.take(start, end, n)
         except OffsetOutOfRange as e:

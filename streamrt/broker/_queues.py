@@ -39,7 +39,8 @@ from . import _queue_dlq as dlq
 from . import _queue_keys as K
 from ._queue_actor import QueueGroupActor
 from ._queue_config import DEFAULT_READ_AHEAD, DEFAULT_REFRESH, QueueConfig, make_config
-from ._queue_core import QueueCore, Slot
+from ._queue_core import QueueCore
+from ._queue_model import Slot
 from ._queue_routing import check_pattern, is_pattern, match
 
 if TYPE_CHECKING:
@@ -219,6 +220,7 @@ class QueueManager:
             await self.broker.write(wb)
 
     def get(self, name: str, group: str = DEFAULT_GROUP) -> QueueHub:
+        """The declared queue group ``name``/``group`` (UnknownQueue if there is none)."""
         hub = self.hubs.get((name, group))
         if hub is None:
             raise UnknownQueue(f"no queue group {name}/{group}: declare it with "
@@ -230,6 +232,7 @@ class QueueManager:
         return sorted((h.name, h.group, h.config) for h in self.hubs.values())
 
     def new_slot(self, prefetch: int) -> Slot:
+        """A new consumer's slot (its id, prefetch limit and inbox)."""
         return Slot(next(self._cids), prefetch)
 
     # ------------------------------------------------------------------ publishing

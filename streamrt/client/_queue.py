@@ -29,7 +29,7 @@ from ..errors import ActorStopped, InvalidArgument, MailboxFull, MessageSettled,
 
 if TYPE_CHECKING:
     from ..broker import Broker
-    from ..broker._queue_core import Slot
+    from ..broker._queue_model import Slot
     from ..broker._queues import QueueHub, QueueStats
 
 log = logging.getLogger(__name__)

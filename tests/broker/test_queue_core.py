@@ -20,7 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from streamrt.broker import _queue_keys as K
 from streamrt.broker._queue_config import QueueConfig
-from streamrt.broker._queue_core import QueueCore, Slot
+from streamrt.broker._queue_core import QueueCore
+from streamrt.broker._queue_model import Slot
 from streamrt.broker._queue_dlq import parse
 from streamrt.broker._queue_state import (
     FINAL,
