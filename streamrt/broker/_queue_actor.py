@@ -122,7 +122,7 @@ class QueueGroupActor(Actor[tuple]):
             if not store.has_topic(cfg.dead_letter):
                 await self.broker.create_topic(cfg.dead_letter, 1)
             core.dlq_partitions = store.topic(cfg.dead_letter).partitions
-        self._floors: dict[tuple[int, int], tuple[int, int]] = {}
+        self._floors: dict[tuple[int, int], tuple[int, int, int]] = {}
         self._records: dict[tuple[int, int], list[tuple[int, bytes]]] = defaultdict(list)
         prefix = core.prefix
         for key, value in store.scan(prefix):
@@ -161,6 +161,8 @@ class QueueGroupActor(Actor[tuple]):
     async def on_stop(self) -> None:
         if self._scope is not None:
             self._scope.cancel()
+        for slot in self.hub.slots.values():
+            slot.inbox.clear()  # hand-outs of this incarnation: their leases end with it
         core = self.core
         if core is None:
             return
@@ -234,6 +236,7 @@ class QueueGroupActor(Actor[tuple]):
                 info.name, info.topic_id, p,
                 floor=None if stored is None else stored[0],
                 mark=0 if stored is None else stored[1],
+                admitted=0 if stored is None else stored[2],
                 records=self._records.get((info.topic_id, p), ()),
                 log_start=store.log_start_offset(info.name, p),
                 hw=store.high_watermark(info.name, p))

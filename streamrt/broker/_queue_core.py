@@ -110,10 +110,11 @@ class QueueCore:
 
     def add_partition(
         self, topic: str, tid: int, partition: int, *, floor: int | None, mark: int,
-        records: Iterable[tuple[int, bytes]], log_start: int, hw: int,
+        records: Iterable[tuple[int, bytes]], log_start: int, hw: int, admitted: int = 0,
     ) -> Part:
-        """Attach a partition, with its stored floor/mark (None: a new one, from the start)
-        and records, and its current log start and high watermark."""
+        """Attach a partition, with its stored floor, mark and admission position (floor
+        None: a new one, read from the start) and records, and its current log start and
+        high watermark."""
         part = Part(len(self.parts), topic, tid, partition, self.prefix)
         start = log_start if floor is None else floor
         if floor is None:
@@ -134,8 +135,11 @@ class QueueCore:
                         self.queue_label, lost, topic, partition)
             self._jump_floor(part, log_start)
         part.read_pos = part.floor
-        part.adm_pos = max(hw, part.floor)
-        # Everything in the log when the group (re)starts counts in its backlog.
+        if self.config.max_length is None:
+            part.adm_pos = max(hw, part.floor)  # no bound: everything is admitted
+        else:
+            # What arrived after the last admission goes through max_length (admit) again.
+            part.adm_pos = min(max(admitted, part.floor), max(hw, part.floor))
         self.backlog += (part.adm_pos - part.floor) - sum(1 for o in part.done if o < part.adm_pos)
         self.parts.append(part)
         self.by_tp[(topic, partition)] = part
@@ -202,12 +206,14 @@ class QueueCore:
         limit = self.config.max_length
         if limit is None or self.config.overflow == "drop-oldest":
             part.adm_pos = hw
+            part.fd_dirty = limit is not None or part.fd_dirty
             self.backlog += new
             if limit is not None and self.backlog > limit:
                 self._drop_oldest(self.backlog - limit)
             return None
         take = max(0, min(new, limit - self.backlog))
         part.adm_pos += take
+        part.fd_dirty = True
         self.backlog += take
         if take < new:
             return part.adm_pos, hw
@@ -222,6 +228,7 @@ class QueueCore:
                 self._bury(part, rec, "overflow", 0, now)
             part.adm_pos = rec.offset + 1
         part.adm_pos = max(part.adm_pos, end)
+        part.fd_dirty = True
 
     def read_in(self, part: Part, records: Iterable[Any], now: float) -> None:
         """Records read from ``part.read_pos`` (rule 1)."""
@@ -436,7 +443,7 @@ class QueueCore:
                         persisted[off] = v
                 part.dirty.clear()
             if part.fd_dirty:
-                wb.put(part.fkey, K.pack_floor(part.floor, part.mark))
+                wb.put(part.fkey, K.pack_floor(part.floor, part.mark, part.adm_pos))
                 part.fd_dirty = False
         for key in self.orphans:
             wb.delete(key)

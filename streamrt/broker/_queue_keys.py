@@ -5,14 +5,15 @@ A queue group is named by its topic (or pattern) and group; ``qkey`` is both, ea
 length prefix, so one group's keys are never a prefix of another's::
 
     sqd: qkey                                    -> orjson {name, group, config}   declaration
-    sqs: qkey F tid u32 partition u32            -> floor u64 | mark u64
+    sqs: qkey F tid u32 partition u32            -> floor u64 | mark u64 | admitted u64
     sqs: qkey M tid u32 partition u32 offset u64 -> b"D" (done) | b"L" deliveries u32 nb i64
     sdr: tid u32 partition u32 F                 -> replay floor u64   (per dead-letter partition)
     sdr: tid u32 partition u32 M offset u64      -> b""  (this dead letter was replayed)
 
 State stays small: per partition, the *floor* says every offset below it is done (acked,
 dead or dropped), and the *mark* says every offset below it (and at or above the floor) was
-delivered at least once. Only messages that break those runs get a record of their own:
+delivered at least once; *admitted* is where counting into the backlog stopped (offsets from
+there on have not been through ``max_length`` yet). Only messages that break those runs get a record of their own:
 done above the floor (acked out of order), delivered out of order (priorities), delivered
 more than once, or delayed (``nb``: not before, ms since the epoch). When the floor passes a
 record, the record is deleted. In steady FIFO operation a group commit therefore writes one
@@ -30,7 +31,7 @@ REPLAY = b"sdr:"
 _U16 = struct.Struct(">H")
 _TP = struct.Struct(">II")
 _TPO = struct.Struct(">IIQ")
-_FM = struct.Struct(">QQ")
+_FM = struct.Struct(">QQQ")
 _LEASE = struct.Struct(">cIq")
 _U64 = struct.Struct(">Q")
 
@@ -69,13 +70,13 @@ def record_key(rprefix: bytes, offset: int) -> bytes:
     return rprefix + _U64.pack(offset)
 
 
-def pack_floor(floor: int, mark: int) -> bytes:
-    return _FM.pack(floor, mark)
+def pack_floor(floor: int, mark: int, admitted: int) -> bytes:
+    return _FM.pack(floor, mark, admitted)
 
 
-def unpack_floor(value: bytes) -> tuple[int, int]:
-    f, m = _FM.unpack(value)
-    return f, m
+def unpack_floor(value: bytes) -> tuple[int, int, int]:
+    f, m, a = _FM.unpack(value)
+    return f, m, a
 
 
 def pack_lease(deliveries: int, not_before_ms: int = 0) -> bytes:

@@ -69,7 +69,7 @@ class World:
         """A core rebuilt from the committed state (start-up, or after a crash)."""
         core = QueueCore("jobs", "g", self.config, wall_offset=0.0, read_ahead=self.read_ahead)
         prefix = core.prefix
-        floors: dict[int, tuple[int, int]] = {}
+        floors: dict[int, tuple[int, int, int]] = {}
         recs: dict[int, list[tuple[int, bytes]]] = {}
         for key in sorted(self.state):
             if not key.startswith(prefix):
@@ -83,8 +83,8 @@ class World:
         for p, log in enumerate(self.log):
             f = floors.get(p)
             core.add_partition(TOPIC, 7, p, floor=None if f is None else f[0],
-                               mark=0 if f is None else f[1], records=recs.get(p, ()),
-                               log_start=0, hw=len(log))
+                               mark=0 if f is None else f[1], admitted=0 if f is None else f[2],
+                               records=recs.get(p, ()), log_start=0, hw=len(log))
         return core
 
     def produce(self, p: int, n: int, priority: int | None = None) -> None:
@@ -167,7 +167,7 @@ def test_in_order_acks_write_one_key_per_partition() -> None:
     assert plan is not None
     assert [k for k, _ in plan.batch.puts] == [w.core.parts[0].fkey]
     w.apply(plan.batch)
-    assert K.unpack_floor(w.state[w.core.parts[0].fkey]) == (300, 300)
+    assert K.unpack_floor(w.state[w.core.parts[0].fkey]) == (300, 300, 300)
 
 
 def test_out_of_order_acks_and_redeliveries_get_records_until_the_floor_passes() -> None:
@@ -260,11 +260,13 @@ class QueueMachine(RuleBasedStateMachine):
     """Random consumers, acks, nacks, time and crashes against one queue group."""
 
     @initialize(max_deliveries=st.sampled_from([None, 2, 3]), ttl=st.sampled_from([None, 50.0]),
-                priority=st.booleans(), read_ahead=st.sampled_from([3, 8, 1000]))
+                priority=st.booleans(), read_ahead=st.sampled_from([3, 8, 1000]),
+                max_length=st.sampled_from([None, None, 5]))
     def setup(self, max_deliveries: int | None, ttl: float | None, priority: bool,
-              read_ahead: int) -> None:
+              read_ahead: int, max_length: int | None) -> None:
         self.cfg = QueueConfig(max_deliveries=max_deliveries, ack_timeout=10.0, dead_letter=DLQ,
-                               ttl=ttl, max_priority=9 if priority else None)
+                               ttl=ttl, max_priority=9 if priority else None,
+                               max_length=max_length)
         self.w = World(self.cfg, partitions=2, read_ahead=read_ahead)
         self.inbox: dict[int, list[Any]] = {}
         self.next_cid = 1
@@ -307,10 +309,12 @@ class QueueMachine(RuleBasedStateMachine):
     # The actor pumps after every batch of its mailbox; most rules do the same, some leave
     # the pump to a later step (so crashes also find acks taken but not committed).
 
-    @rule(p=st.integers(0, 1), n=st.integers(1, 6), prio=st.sampled_from([None, 0, 3, 9]))
-    def produce(self, p: int, n: int, prio: int | None) -> None:
+    @rule(p=st.integers(0, 1), n=st.integers(1, 6), prio=st.sampled_from([None, 0, 3, 9]),
+          then_pump=st.booleans())
+    def produce(self, p: int, n: int, prio: int | None, then_pump: bool) -> None:
         self.w.produce(p, n, prio)
-        self._pump()
+        if then_pump:  # else a crash may come before the group saw these appends
+            self._pump()
 
     @precondition(lambda self: len(self.inbox) < 3)
     @rule(prefetch=st.integers(1, 4), pull=st.booleans())
@@ -394,6 +398,11 @@ class QueueMachine(RuleBasedStateMachine):
             expect += (part.adm_pos - part.floor) - sum(1 for o in part.done if o < part.adm_pos)
         assert core.backlog == expect
 
+    @invariant()
+    def backlog_stays_within_max_length(self) -> None:
+        if self.cfg.max_length is not None:
+            assert self.w.core.backlog <= self.cfg.max_length
+
     def teardown(self) -> None:
         if not hasattr(self, "w"):
             return
@@ -419,7 +428,7 @@ class QueueMachine(RuleBasedStateMachine):
         every = {(p, o) for p, log in enumerate(w.log) for o in range(len(log))}
         assert self.durable | dead == every, "a message was lost"
         for part in w.core.parts:
-            f, _m = K.unpack_floor(w.state[part.fkey])
+            f, _m, _a = K.unpack_floor(w.state[part.fkey])
             assert f == len(w.log[part.partition])
         assert all(K.parse_state_key(w.core.prefix, k)[0] == "F" for k in w.state)
 

@@ -305,3 +305,26 @@ async def test_retention_before_reading_drops_those_messages(tmp_path: Path) -> 
             got = [m.value for m in await take(q, 5)]
             assert got == [0, 1, 7, 8, 9]  # 0 and 1 were read before retention ran
             assert q.stats().dropped == 5
+
+
+async def test_a_crashed_queue_actor_restarts_from_lmdb_and_consumers_go_on(tmp_path: Path) -> None:
+    async with open_broker(tmp_path) as broker:
+        async with broker.queue("jobs", group="g") as q:
+            for i in range(6):
+                await q.publish(i)
+            first = await take(q, 2)
+            await q.flush_acks()
+            held = await take(q, 2, ack=False)
+            sup = broker.queues.sup
+            ref = sup.children["jobs/g"]
+            with pytest.raises(errors.ActorCrashed):
+                await ref.ask(("acks", 0, None))  # a malformed message: the actor raises
+            await until(lambda: sup.restarts["jobs/g"] == 1)
+            for m in held:
+                await m.ack()  # leases of the previous incarnation: ignored
+            rest = await take(q, 4)  # held ones come again, and the two never taken
+            assert {m.value for m in rest} == set(range(6)) - {m.value for m in first}
+            again = {m.value: m.delivery_count for m in rest}
+            assert [again[m.value] for m in held] == [2, 2]
+            await q.flush_acks()
+            assert q.stats().backlog == 0
