@@ -138,6 +138,11 @@ class WindowAggregate(TimedOperator):
         # types (None and "a", 1 and "1") from ever being compared
         self.closing: list[tuple[int, int, Any]] = []
         self._seq = itertools.count()
+        # tumbling/sliding: every key's window [start, end) closes at the same time, so windows
+        # are listed per close time, with a heap of the distinct close times: no heap entry
+        # (nor tuple) per window, which on one-result-per-event workloads was a large share.
+        self.by_close: dict[int, list[Any]] = {}
+        self.close_times: list[int] = []
         self.dirty: set[Any] = set()
         self.stored: set[Any] = set()  # state keys the last snapshots wrote (and did not delete)
         # sessions: the time of each key's one live closing entry. A key has one entry, at
@@ -192,9 +197,9 @@ class WindowAggregate(TimedOperator):
         size = self.spec.size  # type: ignore[union-attr]
         state, dirty, update, init = self.state, self.dirty, self.aggs.update, self.aggs.init
         edge = self.wm - self.lateness  # windows ending at or before this have closed
-        closing = self.closing
+        by_close = self.by_close
         push = heapq.heappush
-        seq = self._seq
+        close_times = self.close_times
         lateness = self.lateness
         for i, (k, v, t) in enumerate(zip(keys, values, ts)):
             start = t - t % size
@@ -210,7 +215,13 @@ class WindowAggregate(TimedOperator):
                 except Exception as e:
                     raise _Failed(i) from e
                 state[sk] = acc
-                push(closing, (start + size + lateness, next(seq), sk))
+                at = start + size + lateness
+                due = by_close.get(at)
+                if due is None:
+                    by_close[at] = [sk]
+                    push(close_times, at)
+                else:
+                    due.append(sk)
             else:
                 try:
                     update(acc, v)
@@ -239,7 +250,7 @@ class WindowAggregate(TimedOperator):
                     raise _Failed(i) from e
                 if fresh:
                     state[sk] = acc
-                    heapq.heappush(self.closing, (start + size + self.lateness, next(self._seq), sk))
+                    self._due(start + size + self.lateness, sk)
                 dirty.add(sk)
                 placed = True
             if not placed:
@@ -284,6 +295,15 @@ class WindowAggregate(TimedOperator):
                 cur[1] = max(cur[1], t)
             self._schedule(k, cur[1] + gap + self.lateness)
             self.dirty.add(k)
+
+    def _due(self, at: int, sk: Any) -> None:
+        """List a tumbling/sliding window to close at ``at``."""
+        due = self.by_close.get(at)
+        if due is None:
+            self.by_close[at] = [sk]
+            heapq.heappush(self.close_times, at)
+        else:
+            due.append(sk)
 
     def _schedule(self, k: Any, at: int) -> None:
         due = self.next_close.get(k)
@@ -363,14 +383,24 @@ class WindowAggregate(TimedOperator):
                     del self.state[sk]
                 self.dirty.add(sk)
                 continue
-            acc = self.state.pop(sk, None)
-            if acc is None:
-                continue
-            key, out, t = self._result(sk, acc, True)
-            out_v.append(out)
-            out_k.append(key)
-            out_t.append(t)
-            self.dirty.add(sk)
+        times = self.close_times
+        if times and times[0] <= wm:
+            state, dirty, record = self.state, self.dirty, self.aggs.record
+            size = getattr(self.spec, "size", 0)
+            early = self.early
+            while times and times[0] <= wm:
+                for sk in self.by_close.pop(heapq.heappop(times)):
+                    acc = state.pop(sk, None)
+                    if acc is None:
+                        continue
+                    key, start = sk
+                    out = record(key, start, start + size, acc)
+                    if early:
+                        out["final"] = True
+                    out_v.append(out)
+                    out_k.append(key)
+                    out_t.append(start + size - 1)
+                    dirty.add(sk)
         return [Batch(out_v, out_k, out_t, part)] if out_v else []
 
     def take_late(self) -> list[Batch]:
@@ -404,7 +434,6 @@ class WindowAggregate(TimedOperator):
 
     def restore(self, handle: StateHandle) -> None:
         session = type(self.spec) is Session
-        seq = self._seq
         for key, raw in handle.items():
             if key == WM_KEY:
                 self._time_restore(raw)
@@ -421,4 +450,4 @@ class WindowAggregate(TimedOperator):
                 self.stored.add(sk)
                 self.state[sk] = orjson.loads(raw)
                 end = k[1] + self.spec.size  # type: ignore[union-attr]
-                heapq.heappush(self.closing, (end + self.lateness, next(seq), sk))
+                self._due(end + self.lateness, sk)
