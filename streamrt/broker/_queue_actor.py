@@ -35,13 +35,14 @@ import anyio
 
 from ..actors import Actor, Failure
 from ..errors import (
+    ActorStopped,
     InvalidArgument,
     OffsetOutOfRange,
     QueueError,
     UnknownPartition,
     UnknownTopic,
 )
-from ..storage import TopicInfo
+from ..storage import TopicInfo, WriteBatch
 from . import _queue_keys as K
 from ._queue_core import QueueCore
 from ._queue_model import FlushPlan, Part
@@ -101,6 +102,7 @@ class QueueGroupActor(Actor[tuple]):
         self._inflight: FlushPlan | None = None
         self._waiters: list[FlushWaiter] = []  # for the next commit
         self._plans: Any = None  # send side of the committer's channel
+        self._deleted = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,6 +170,8 @@ class QueueGroupActor(Actor[tuple]):
             return
         if self.hub.core is core:
             self.hub.core = None
+        if self._deleted:
+            return
         with anyio.CancelScope(shield=True):
             try:
                 await self._finish(core)
@@ -190,7 +194,9 @@ class QueueGroupActor(Actor[tuple]):
             else:
                 await plan.done.wait()  # its write is shielded: it lands, or fails
             self._inflight = None
-            if plan.error is None and not self._crashed:
+            if plan.error is not None:
+                self._crashed = True  # what follows it in memory assumes it landed
+            elif not self._crashed:
                 core.flushed(plan, anyio.current_time())
                 for w in plan.waiters:
                     w.resolve()
@@ -241,7 +247,7 @@ class QueueGroupActor(Actor[tuple]):
                 log_start=store.log_start_offset(info.name, p),
                 hw=store.high_watermark(info.name, p))
             if self._htg is not None:
-                self._htg.start_soon(self._watch, part)
+                self._htg.start_soon(self._guard, self._watch, part)
 
     def _refresh_topics(self) -> None:
         core = self.core
@@ -259,11 +265,29 @@ class QueueGroupActor(Actor[tuple]):
         with self._scope:
             async with anyio.create_task_group() as tg:
                 self._htg = tg
-                tg.start_soon(self._committer, plans)
-                tg.start_soon(self._timer)
+                tg.start_soon(self._guard, self._committer, plans)
+                tg.start_soon(self._guard, self._timer)
                 for part in self.core.parts:
-                    tg.start_soon(self._watch, part)
+                    tg.start_soon(self._guard, self._watch, part)
                 task_status.started()
+
+    async def _guard(self, fn: Any, *args: Any) -> None:
+        """Run a helper; its failure must not reach the broker's task group. The actor
+        stopping (ActorStopped) ends it quietly; any other error is sent to the actor,
+        which crashes on it and is restarted with new helpers."""
+        try:
+            await fn(*args)
+        except ActorStopped:
+            pass
+        except Exception as e:
+            log.exception("queue %s/%s: helper %s failed", self.hub.name, self.hub.group,
+                          getattr(fn, "__name__", fn))
+            ref = self.hub.ref()
+            if ref is not None:
+                try:
+                    ref.send_nowait(("failed", e))
+                except Exception:
+                    pass
 
     def _poke(self, kind: str) -> None:
         """Wake the actor (at most one wake-up of a kind queued at a time)."""
@@ -351,9 +375,16 @@ class QueueGroupActor(Actor[tuple]):
         assert core is not None
         now = anyio.current_time()
         replies: list[Any] = []
+        if self._deleted:
+            gone = QueueError(f"queue group {self.hub.name}/{self.hub.group} was deleted")
+            return [Failure(gone) for _ in messages]
         ticked = False
-        for m in messages:
+        for i, m in enumerate(messages):
             kind = m[0]
+            if kind == "delete":
+                await self._delete_state()
+                replies.append(None)
+                return replies + [None] * (len(messages) - i - 1)
             if kind == "acks":
                 core.ack(m[1], m[2])
                 replies.append(None)
@@ -367,6 +398,8 @@ class QueueGroupActor(Actor[tuple]):
                 self._pending.discard("tick")
                 ticked = True
                 replies.append(None)
+            elif kind == "failed":
+                raise m[1]  # a helper task failed: restart with new ones
             elif kind == "committed":
                 self._committed(m[1], now)
                 replies.append(None)
@@ -394,6 +427,25 @@ class QueueGroupActor(Actor[tuple]):
         self._rearm(force=ticked)
         return replies
 
+    async def _delete_state(self) -> None:
+        """The group is being deleted: drop what is not committed, wait for the commit in
+        flight, then delete every key of the group in one commit; nothing is written after."""
+        self._deleted = True
+        plan = self._inflight
+        if plan is not None:
+            if not plan.claimed:
+                plan.claimed = True  # never written
+            else:
+                await plan.done.wait()
+            self._inflight = None
+        hub = self.hub
+        wb = WriteBatch()
+        for key, _ in self.broker.store.scan(K.state_prefix(hub.name, hub.group)):
+            wb.delete(key)
+        wb.delete(K.decl_key(hub.name, hub.group))
+        with anyio.CancelScope(shield=True):
+            await self.broker.write(wb)
+
     def _barrier(self) -> FlushWaiter:
         """A waiter for the commit that covers everything handled so far."""
         assert self.core is not None
@@ -408,7 +460,9 @@ class QueueGroupActor(Actor[tuple]):
 
     def _committed(self, plan: FlushPlan, now: float) -> None:
         core = self.core
-        assert core is not None and plan is self._inflight
+        assert core is not None
+        if plan is not self._inflight:
+            return  # queued by the previous incarnation before it crashed: moot
         self._inflight = None
         if plan.error is not None:
             # LMDB has the state before this commit; crash and recover from it.

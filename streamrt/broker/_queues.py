@@ -205,19 +205,22 @@ class QueueManager:
                                    f"{', '.join(sorted(h.actor_name for h in self.hubs.values())) or 'none'}")
             ref = hub.ref()
             if ref is not None:
+                # The actor deletes its state itself, after its last commit, and writes
+                # nothing after that.
+                await ref.ask(("delete",))
                 assert self.sup is not None
                 ref.close()
                 del self.sup.children[hub.actor_name]
+            else:
+                wb = WriteBatch()
+                for key, _ in self.broker.store.scan(K.state_prefix(name, group)):
+                    wb.delete(key)
+                wb.delete(K.decl_key(name, group))
+                await self.broker.write(wb)
             for slot in hub.slots.values():
                 slot.closed = True
+                slot.inbox.clear()  # their leases went with the group
                 slot.deliver([])
-            # The actor's last commit (queued before its close) lands first: the writer
-            # applies intents in order.
-            wb = WriteBatch()
-            for key, _ in self.broker.store.scan(K.state_prefix(name, group)):
-                wb.delete(key)
-            wb.delete(K.decl_key(name, group))
-            await self.broker.write(wb)
 
     def get(self, name: str, group: str = DEFAULT_GROUP) -> QueueHub:
         """The declared queue group ``name``/``group`` (UnknownQueue if there is none)."""

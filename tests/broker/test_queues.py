@@ -328,3 +328,17 @@ async def test_a_crashed_queue_actor_restarts_from_lmdb_and_consumers_go_on(tmp_
             assert [again[m.value] for m in held] == [2, 2]
             await q.flush_acks()
             assert q.stats().backlog == 0
+
+
+async def test_deleting_a_busy_queue_group_leaves_no_state(tmp_path: Path) -> None:
+    async with open_broker(tmp_path) as broker:
+        await broker.create_topic("jobs")
+        await broker.producer().send_many("jobs", list(range(500)))
+        async with broker.queue("jobs", group="g", prefetch=50) as q:
+            await take(q, 120)  # acks in flight, leases outstanding
+            await broker.queues.delete("jobs", "g")
+            with anyio.fail_after(WAIT):
+                assert [m async for m in q] == []  # its consumers stop
+        assert broker.store.scan(b"sqs:") == [] and broker.store.scan(b"sqd:") == []
+        async with broker.queue("jobs", group="g") as q:  # a new group: from the start
+            assert [m.value for m in await take(q, 3)] == [0, 1, 2]
