@@ -130,6 +130,7 @@ async def test_expired_messages_are_dead_lettered_when_read(tmp_path: Path) -> N
 @pytest.mark.parametrize("anyio_backend", [MOCK])
 async def test_waiting_messages_expire_on_time(tmp_path: Path) -> None:
     async with open_broker(tmp_path) as broker:
+        broker.queues.refresh = VIRTUAL_WAIT  # no topic look-ups: the clock jumps straight on
         await broker.queues.declare("jobs", "g", ttl=30, dead_letter="jobs.dlq")
         t0 = anyio.current_time()
         for i in range(3):
@@ -146,6 +147,7 @@ async def test_waiting_messages_expire_on_time(tmp_path: Path) -> None:
 @pytest.mark.parametrize("anyio_backend", [MOCK])
 async def test_long_ack_timeout_redelivers_on_a_virtual_clock(tmp_path: Path) -> None:
     async with open_broker(tmp_path) as broker:
+        broker.queues.refresh = VIRTUAL_WAIT
         async with broker.queue("jobs", group="g", ack_timeout=300) as q:
             await q.publish("slow work")
             t0 = anyio.current_time()
