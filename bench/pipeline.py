@@ -51,10 +51,6 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-# Python puts this script's directory first on sys.path, where bench/queue.py would shadow
-# the standard library's queue (which trio imports): take it off.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
 WORKLOADS = {"clicks": (1000, 1000), "agg": (50, 10_000)}  # name: (users, window ms)
 TARGETS = {"at_least_once": 0.33, "exactly_once": 0.25}
 

@@ -207,7 +207,7 @@ class Broker:
         return Consumer(self, topics, **config)
 
     def queue(self, name: str, **config: Any) -> Any:
-        """A point-to-point queue consumer of topic ``name``; see docs/clients.md."""
+        """A point-to-point queue consumer of topic ``name``; see docs/queues.md."""
         from ..client._queue import QueueConsumer
 
         return QueueConsumer(self, name, **config)

@@ -3,8 +3,8 @@ baseline measured in the same run.
 
 Run from the repository root::
 
-    python bench/queue.py                         # 200,000 messages, 5 repeats, fsync on
-    python bench/queue.py --messages 50000 --repeat 3 --prefetch 1000 --durability none
+    python bench/queues.py                         # 200,000 messages, 5 repeats, fsync on
+    python bench/queues.py --messages 50000 --repeat 3 --prefetch 1000 --durability none
 
 The workload: ``--messages`` records with 100-byte values, spread over a topic of 4
 partitions, are appended before the clock starts. Then 4 consumers of one queue group run
@@ -31,22 +31,16 @@ from __future__ import annotations
 
 import os
 import sys
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
 
-# Run as a script, this file's directory comes first on sys.path, and its name would shadow
-# the standard library's ``queue`` (which trio imports): drop that entry first.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import anyio
 
-import argparse  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import anyio  # noqa: E402
-
-import streamrt as sr  # noqa: E402
+import streamrt as sr
 
 PARTITIONS = 4
 CONSUMERS = 4
