@@ -29,7 +29,6 @@ within each repeat. Appending the input and opening/closing the broker are not t
 
 from __future__ import annotations
 
-import os
 import sys
 import argparse
 import shutil
