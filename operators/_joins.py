@@ -28,13 +28,15 @@ from streamrt._serde import key_bytes
 from streamrt.errors import InvalidArgument
 
 from ._batch import Batch
-from ._protocol import END_OF_TIME, BaseOperator, StateHandle
+from ._protocol import BaseOperator, StateHandle
 from ._time import WM_KEY, TimedOperator, wall_clock_ms
 from ._windows import Tumbling, _freeze
 
 
 class WindowJoin(TimedOperator):
     """Pairs ``(left, right)`` of equal keys in the same tumbling window."""
+
+    flush_at_end = False  # closing emits nothing: keep the state for a later run
 
     name = "join"
     stateful = True
@@ -54,7 +56,6 @@ class WindowJoin(TimedOperator):
         self.closing: list[tuple[int, int, Any]] = []
         self._seq = itertools.count()
         self.dirty: set[Any] = set()
-        self.late: list[Batch] = []
 
     def describe(self) -> Any:
         return ["join", self.size]
@@ -101,16 +102,6 @@ class WindowJoin(TimedOperator):
                 self.dirty.add(sk)
         return []
 
-    def on_watermark(self, watermark: int) -> list[Batch]:
-        # Closing emits nothing here, so the end of a bounded run need not close anything:
-        # the state stays for a later run over more of the same topics.
-        if watermark >= END_OF_TIME:
-            return []
-        return super().on_watermark(watermark)
-
-    def take_late(self) -> list[Batch]:
-        late, self.late = self.late, []
-        return late
 
     def snapshot(self) -> dict[bytes, bytes | None]:
         out: dict[bytes, bytes | None] = {}

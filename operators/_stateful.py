@@ -25,7 +25,7 @@ import orjson
 from streamrt.errors import InvalidArgument
 
 from ._batch import Batch
-from ._protocol import END_OF_TIME, BaseOperator, BatchFailed, StateHandle
+from ._protocol import BaseOperator, BatchFailed, StateHandle
 from ._time import WM_KEY, TimedOperator, wall_clock_ms
 
 
@@ -94,6 +94,8 @@ class StatefulMap(BaseOperator):
 class Dedupe(TimedOperator):
     """Drop elements whose dedupe key was kept within ``within`` ms (see the module doc)."""
 
+    flush_at_end = False  # closing emits nothing: keep the state for a later run
+
     name = "dedupe"
     stateful = True
 
@@ -111,7 +113,6 @@ class Dedupe(TimedOperator):
         self.expiry: list[tuple[int, int, Any]] = []
         self._seq = itertools.count()
         self.dirty: set[Any] = set()
-        self.late: list[Batch] = []
 
     def describe(self) -> Any:
         return ["dedupe", self.within]
@@ -159,16 +160,6 @@ class Dedupe(TimedOperator):
                 self.dirty.add(dk)
         return []
 
-    def on_watermark(self, watermark: int) -> list[Batch]:
-        # Closing emits nothing here, so the end of a bounded run need not close anything:
-        # the state stays for a later run over more of the same topics.
-        if watermark >= END_OF_TIME:
-            return []
-        return super().on_watermark(watermark)
-
-    def take_late(self) -> list[Batch]:
-        late, self.late = self.late, []
-        return late
 
     def snapshot(self) -> dict[bytes, bytes | None]:
         out: dict[bytes, bytes | None] = {}

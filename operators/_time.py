@@ -39,7 +39,12 @@ def wall_clock_ms() -> int:
 
 
 class TimedOperator(BaseOperator):
-    """Base for operators driven by watermarks; subclasses implement ``_close(part)``."""
+    """Base for operators driven by watermarks; subclasses implement ``_close(part)`` and put
+    late elements in ``self.late`` (taken by the runner through :meth:`take_late`)."""
+
+    #: Whether the end of a bounded run closes everything. Operators whose closing emits
+    #: nothing (dedupe, joins) keep their state instead, for a later run over more input.
+    flush_at_end = True
 
     def __init__(
         self, timestamp: Callable[[Any], int] | None, max_out_of_orderness: int,
@@ -54,6 +59,7 @@ class TimedOperator(BaseOperator):
         self.wm = NO_TIME
         self.idle_after: int | None = None
         self.last_seen: dict[int, int] = {}  # partition -> clock when it last delivered
+        self.late: list[Batch] = []
 
     def open_parts(self, parts: list[int], idle_after_ms: int | None = None) -> None:
         """The input partitions that feed this operator (each holds the watermark back until it
@@ -114,6 +120,8 @@ class TimedOperator(BaseOperator):
 
     def on_watermark(self, watermark: int) -> list[Batch]:
         """Force the watermark forward (end of a bounded input: everything closes)."""
+        if watermark >= END_OF_TIME and not self.flush_at_end:
+            return []
         if watermark > self.wm:
             before, self.wm = self.wm, watermark
             out = self._close(-1)
@@ -144,3 +152,8 @@ class TimedOperator(BaseOperator):
         self.wm = d["wm"]
         self.max_ts.update({p: t for p, t in d["max_ts"]})
         self.idle.update(d.get("idle", ()))
+
+    def take_late(self) -> list[Batch]:
+        """The late elements set aside since the last call."""
+        late, self.late = self.late, []
+        return late

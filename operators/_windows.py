@@ -149,7 +149,6 @@ class WindowAggregate(TimedOperator):
         # its earliest session close, not one per element (a key that never goes quiet would
         # grow the heap forever); closing a key's sessions schedules its next one.
         self.next_close: dict[Any, int] = {}
-        self.late: list[Batch] = []
         self.late_count = 0
 
     def describe(self) -> Any:
@@ -403,9 +402,6 @@ class WindowAggregate(TimedOperator):
                     dirty.add(sk)
         return [Batch(out_v, out_k, out_t, part)] if out_v else []
 
-    def take_late(self) -> list[Batch]:
-        late, self.late = self.late, []
-        return late
 
     # ------------------------------------------------------------ state
 
