@@ -45,6 +45,7 @@ import anyio
 
 from .._murmur2 import positive_hash
 from .._serde import Serde, key_bytes, resolve
+from ..broker._queue_routing import check_pattern, is_pattern, match
 from ..broker._assignors import (
     ASSIGNORS,
     Subscription,
@@ -162,6 +163,9 @@ class Consumer:
     iterator and default of ``getmany``. ``auto_commit_interval``: at most how often
     at-least-once commits on fetch (0: every batch). ``revoke_timeout``: how long a rebalance
     waits for the batch in hand to be finished (default: half the rebalance timeout).
+    ``topics`` may hold patterns (RabbitMQ topic-exchange style: ``logs.*.error``, ``logs.#``):
+    every matching topic is consumed, and topics created later are picked up within
+    ``pattern_refresh`` seconds (a group rebalances to assign them).
     """
 
     def __init__(
@@ -175,7 +179,7 @@ class Consumer:
         rebalance_timeout: float = DEFAULT_REBALANCE_TIMEOUT,
         max_poll_records: int = DEFAULT_MAX_POLL_RECORDS,
         auto_commit_interval: float = DEFAULT_AUTO_COMMIT_INTERVAL,
-        revoke_timeout: float | None = None,
+        revoke_timeout: float | None = None, pattern_refresh: float = 1.0,
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest"):
             raise InvalidArgument(
@@ -198,11 +202,18 @@ class Consumer:
             get_assignor(n)
         if not names:
             raise InvalidArgument(f"assignors must name at least one of {sorted(ASSIGNORS)}")
-        topics = tuple(topics)
-        for t in topics:
+        # Names with '*' or '#' are patterns (logs.*.error, logs.#): they subscribe to every
+        # matching topic, and topics created later are picked up within ``pattern_refresh``.
+        self._patterns = tuple(check_pattern(t) for t in topics if is_pattern(t))
+        self._plain = tuple(t for t in topics if not is_pattern(t))
+        for t in self._plain:
             broker.store.topic(t)  # UnknownTopic now, not at the first fetch
+        if pattern_refresh <= 0:
+            raise InvalidArgument(f"pattern_refresh must be > 0 seconds, got {pattern_refresh!r}")
+        self.pattern_refresh = float(pattern_refresh)
+        self._pattern_scope = anyio.CancelScope()
         self._broker = broker
-        self.topics = topics
+        self.topics = self._resolve()
         self.group = group
         self.client_id = client_id
         self.auto_offset_reset = auto_offset_reset
@@ -222,7 +233,7 @@ class Consumer:
         # membership
         self.member_id = ""
         self.generation = -1
-        self._subscribed = bool(topics) and group is not None
+        self._subscribed = bool(self._plain or self._patterns) and group is not None
         self._manual = False
         self._rebalancing = False  # revoking, joining, syncing
         self._joining = False  # a join or sync request in flight (it keeps the session alive)
@@ -283,6 +294,37 @@ class Consumer:
         elif self.topics:
             self._assign_partitions([(t, p) for t in self.topics
                                      for p in range(self._broker.store.topic(t).partitions)])
+        if self._patterns:
+            self._broker.tg.start_soon(self._watch_patterns)
+
+    def _resolve(self) -> tuple[str, ...]:
+        """The subscribed topics: the plain names, then every topic matching a pattern."""
+        if not self._patterns:
+            return self._plain
+        found = [i.name for i in self._broker.topics()
+                 if i.name not in self._plain and any(match(p, i.name) for p in self._patterns)]
+        return self._plain + tuple(found)
+
+    async def _watch_patterns(self) -> None:
+        """Pick up topics created (or deleted) since: a group member rejoins, so the leader
+        assigns the new partitions; a standalone consumer adds them (from its reset policy)."""
+        with self._pattern_scope:
+            while not self._closed:
+                await anyio.sleep(self.pattern_refresh)
+                topics = self._resolve()
+                if topics == self.topics:
+                    continue
+                self.topics = topics
+                if self._subscribed:
+                    self._request_rejoin()
+                elif not self._manual:
+                    self._drop_unreturned()
+                    store = self._broker.store
+                    live = {(t, p) for t in topics for p in range(store.topic(t).partitions)}
+                    positions = {tp: off for tp, off in self._positions.items() if tp in live}
+                    for tp in live - positions.keys():
+                        positions[tp] = self._reset_position(tp)
+                    self._set_assignment(sorted(positions), positions)
 
     async def close(self, processed_only: bool = False) -> None:
         """Commit (at-least-once: what was consumed, or with ``processed_only`` what was
@@ -291,6 +333,7 @@ class Consumer:
             return
         self._closed = True
         self._scope.cancel()
+        self._pattern_scope.cancel()
         if self._membership_done is not None:
             await self._membership_done.wait()
         if self.guarantee == "at_least_once" and self.group is not None and self._assignment:
