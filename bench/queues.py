@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from typing import Any
+
 import anyio
 
 import streamrt as sr
@@ -45,6 +47,22 @@ PARTITIONS = 4
 CONSUMERS = 4
 VALUE = b"x" * 100
 APPEND = 5_000
+
+
+async def _timed(dispatcher: Any, consumer: Any, collector: Any, recv: Any, ack_send: Any,
+                 done: anyio.Event) -> float:
+    """Seconds for a baseline: a dispatcher, CONSUMERS consumers on clones of the channels,
+    and a collector that sets ``done`` once every value is acknowledged."""
+    t0 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(collector)
+        for _ in range(CONSUMERS):
+            tg.start_soon(consumer, recv.clone(), ack_send.clone())
+        recv.close()
+        ack_send.close()
+        tg.start_soon(dispatcher)
+        await done.wait()
+    return time.perf_counter() - t0
 
 
 async def baseline(n: int, prefetch: int) -> float:
@@ -73,16 +91,7 @@ async def baseline(n: int, prefetch: int) -> float:
                 if count == n:
                     done.set()
 
-    t0 = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(collector)
-        for _ in range(CONSUMERS):
-            tg.start_soon(consumer, recv.clone(), ack_send.clone())
-        recv.close()
-        ack_send.close()
-        tg.start_soon(dispatcher)
-        await done.wait()
-    return time.perf_counter() - t0
+    return await _timed(dispatcher, consumer, collector, recv, ack_send, done)
 
 
 async def batched(n: int, prefetch: int) -> float:
@@ -115,16 +124,7 @@ async def batched(n: int, prefetch: int) -> float:
                 if count == n:
                     done.set()
 
-    t0 = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(collector)
-        for _ in range(CONSUMERS):
-            tg.start_soon(consumer, recv.clone(), ack_send.clone())
-        recv.close()
-        ack_send.close()
-        tg.start_soon(dispatcher)
-        await done.wait()
-    return time.perf_counter() - t0
+    return await _timed(dispatcher, consumer, collector, recv, ack_send, done)
 
 
 async def queue_run(path: Path, n: int, prefetch: int, durability: str) -> tuple[float, int]:
