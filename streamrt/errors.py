@@ -48,6 +48,9 @@ __all__ = [
     "UnknownQueue",
     "MessageSettled",
     "QueueClosed",
+    "ProtocolError",
+    "UnsupportedVersion",
+    "FrameTooLarge",
 ]
 
 
@@ -295,3 +298,22 @@ class MessageSettled(QueueError, RuntimeError):
 class QueueClosed(QueueError, RuntimeError):
     """The queue consumer is closed (or not opened yet: use ``async with broker.queue(...)``),
     or its queue group was deleted."""
+
+
+# -------------------------------------------------------------------- Kafka wire protocol
+
+
+class ProtocolError(StreamrtError, ValueError):
+    """Bytes from a network peer do not follow the Kafka wire protocol (truncated, a length or
+    count beyond the frame or a limit, a bad varint, trailing bytes). The server answers with
+    an error code or closes that one connection."""
+
+
+class UnsupportedVersion(ProtocolError):
+    """A request names an API key or version the server does not support (Kafka error 35);
+    the client should pick a version from ApiVersions."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame's size prefix exceeds the connection's limit (``max_frame_bytes``, or the
+    smaller limit before a client's first valid request); the connection is closed."""
