@@ -17,6 +17,7 @@ __all__ = [
     "TopicExists",
     "OffsetOutOfRange",
     "CorruptBatch",
+    "UnsupportedMessageFormat",
     "ConditionFailed",
     "StaleGeneration",
     "DuplicateSequence",
@@ -117,6 +118,12 @@ class OffsetOutOfRange(StreamrtError, IndexError):
 
 class CorruptBatch(StreamrtError, ValueError):
     """Bytes offered as a Kafka RecordBatch v2 are not one (bad header, length or CRC)."""
+
+
+class UnsupportedMessageFormat(CorruptBatch):
+    """Records in Kafka's old message-set format (magic 0 or 1, clients before Kafka 0.11);
+    streamrt stores RecordBatch v2 only. The Kafka server answers that partition with
+    UNSUPPORTED_FOR_MESSAGE_FORMAT (43): upgrade the client or set its API version >= 0.11."""
 
 
 class ConditionFailed(StreamrtError):
