@@ -32,6 +32,7 @@ HEADER_SIZE = HEADER.size  # 61
 CRC_START = 21  # first byte covered by the CRC (attributes)
 LENGTH_OVERHEAD = 12  # base_offset + length fields precede what `length` counts
 COMPRESSION_MASK = 0x07
+CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}  # attributes & COMPRESSION_MASK
 TRANSACTIONAL_FLAG = 0x10
 CONTROL_FLAG = 0x20
 MAX_BATCH_BYTES = 1 << 30
@@ -76,8 +77,11 @@ def parse_header(buf: bytes | memoryview) -> BatchHeader:
     return BatchHeader(base, length, attrs, lod, first_ts, max_ts, pid, pepoch, bseq, count)
 
 
-def check_batch(buf: bytes) -> BatchHeader:
-    """Validate bytes offered as one RecordBatch v2: header, length, counts and CRC-32C."""
+def check_batch(buf: bytes | memoryview) -> BatchHeader:
+    """Validate bytes offered as one RecordBatch v2: header, length, counts, codec and CRC-32C.
+
+    Compressed (gzip, snappy, lz4, zstd), idempotent and transactional batches pass as they
+    are: nothing is decompressed here (the records are only read when someone reads them)."""
     h = parse_header(buf)
     if h.size != len(buf):
         raise CorruptBatch(
@@ -91,6 +95,11 @@ def check_batch(buf: bytes) -> BatchHeader:
         )
     if h.record_count == 0:
         raise CorruptBatch("record batch holds no records")
+    if h.attributes & COMPRESSION_MASK not in CODECS:
+        raise CorruptBatch(
+            f"record batch names compression codec {h.attributes & COMPRESSION_MASK}; Kafka's "
+            f"are 1 gzip, 2 snappy, 3 lz4 and 4 zstd"
+        )
     _, _, _, _, crc = struct.unpack_from(">qiibI", buf)
     if crc32c.crc32c(memoryview(buf)[CRC_START:]) != crc:
         raise CorruptBatch("record batch CRC-32C does not match its contents (corrupted in transit?)")
@@ -175,7 +184,18 @@ def build_batch(
     return bytes(builder.build())
 
 
-def iter_records(buf: bytes) -> Iterable[Any]:
+def iter_records(buf: bytes | memoryview) -> Iterable[Any]:
     """Records of one stored batch, as aiokafka's C record objects (``offset``, ``timestamp``,
-    ``key``, ``value``, ``headers``). Compressed batches are decompressed here."""
-    return DefaultRecordBatch(buf)
+    ``key``, ``value``, ``headers``). Compressed batches are decompressed here, at once (via
+    cramjam or zlib), so a payload that does not decompress raises CorruptBatch here."""
+    batch = DefaultRecordBatch(buf)
+    if not buf[CRC_START + 1] & COMPRESSION_MASK:  # the low byte of attributes
+        return batch
+    try:
+        return iter(batch)  # the batch is its own iterator; iter() decompresses
+    except Exception as e:  # cramjam, zlib, gzip and aiokafka each raise their own errors
+        codec = CODECS.get(buf[CRC_START + 1] & COMPRESSION_MASK, "unknown")
+        raise CorruptBatch(
+            f"record batch at offset {parse_header(buf).base_offset} does not decompress "
+            f"({codec}): {e}"
+        ) from e
