@@ -1,7 +1,7 @@
 """The actor runtime: actors with bounded mailboxes, refs, supervisors with restarts."""
 
-from ._actor import Actor, ActorRef, Failure, Lifecycle
+from ._actor import Actor, ActorRef, Failure, Lifecycle, Pending
 from ._supervisor import RestartPolicy, RuntimeFailure, Supervisor, open_runtime
 
-__all__ = ["Actor", "ActorRef", "Failure", "Lifecycle", "RestartPolicy", "RuntimeFailure", "Supervisor",
+__all__ = ["Actor", "ActorRef", "Failure", "Lifecycle", "Pending", "RestartPolicy", "RuntimeFailure", "Supervisor",
            "open_runtime"]

@@ -150,6 +150,18 @@ class ActorRef(Generic[M]):
             ) from reply.error
         return reply.value
 
+    async def request(self, message: M) -> Pending:
+        """Enqueue a message (waiting while the mailbox is full) and return at once with a
+        :class:`Pending` to await its reply later. Callers that submit in order from one task
+        keep that order in the actor, yet wait for several replies at the same time (the
+        Kafka server pipelines a connection's produce requests this way)."""
+        reply = _Reply()
+        try:
+            await self._send.send((message, reply))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise ActorStopped(f"actor {self.name} is stopped; request refused") from None
+        return Pending(self.name, type(message).__name__, reply)
+
     def statistics(self) -> Any:
         """Mailbox statistics (buffer used and capacity, waiting senders)."""
         return self._send.statistics()
@@ -157,6 +169,29 @@ class ActorRef(Generic[M]):
     def close(self) -> None:
         """Stop accepting messages; the actor drains what is queued, then stops."""
         self._send.close()
+
+
+class Pending:
+    """The reply to a message sent with :meth:`ActorRef.request`."""
+
+    __slots__ = ("_actor", "_what", "_reply")
+
+    def __init__(self, actor: str, what: str, reply: _Reply) -> None:
+        self._actor = actor
+        self._what = what
+        self._reply = reply
+
+    async def result(self) -> Any:
+        """Wait for the reply; raises as :meth:`ActorRef.ask` does."""
+        reply = self._reply
+        await reply.event.wait()
+        if reply.error is not None:
+            if not reply.crashed:
+                raise reply.error
+            raise ActorCrashed(
+                f"actor {self._actor} failed handling {self._what}: {reply.error!r}"
+            ) from reply.error
+        return reply.value
 
 
 def mailbox(size: int) -> tuple[MemoryObjectSendStream[Any], MemoryObjectReceiveStream[Any]]:

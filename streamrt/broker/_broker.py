@@ -18,8 +18,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from ..actors import RestartPolicy, Supervisor, open_runtime
-from ..errors import InvalidArgument
+from ..actors import ActorRef, Pending, RestartPolicy, Supervisor, open_runtime
+from ..errors import InvalidArgument, StreamrtError
 from ..storage import LogStore, Records, TopicConfig, TopicInfo, WriteBatch, WriteResult
 from ..storage._types import Durability
 from ._partition import PartitionActor, actor_name
@@ -37,6 +37,7 @@ class Broker:
         self.tg = tg
         self._partitions: Supervisor | None = None
         self._signals: dict[tuple[str, int], anyio.Event] = {}
+        self._watchers: dict[tuple[str, int], set[anyio.Event]] = {}
         self._closing = False
         self._producers: list[Any] = []
         self.groups: Any = None  # the consumer-group coordinator (_groups.py)
@@ -122,14 +123,24 @@ class Broker:
         return (await self._append(topic, partition, wb)).base_offsets[0]
 
     async def _append(self, topic: str, partition: int, wb: WriteBatch) -> WriteResult:
+        result: WriteResult = await (await self._ref(topic, partition)).ask(wb)
+        return result
+
+    async def submit(self, topic: str, partition: int, wb: WriteBatch) -> Pending:
+        """Queue an append intent for one partition and return once it is queued, with a
+        :class:`~streamrt.actors.Pending` whose ``result()`` is the WriteResult once durable.
+        Intents submitted in order from one task are written in that order, while the caller
+        goes on submitting (pipelining: the Kafka server's produce path)."""
+        return await (await self._ref(topic, partition)).request(wb)
+
+    async def _ref(self, topic: str, partition: int) -> ActorRef[WriteBatch]:
         self.store._tp(topic, partition)  # a clear UnknownTopic/UnknownPartition first
         assert self._partitions is not None
         ref = self._partitions.children.get(actor_name(topic, partition))
         if ref is None:  # created by another path (CLI before open): start its actors now
             await self._spawn_partitions(self._partitions, self.store.topic(topic))
             ref = self._partitions.children[actor_name(topic, partition)]
-        result: WriteResult = await ref.ask(wb)
-        return result
+        return ref
 
     async def write(self, batch: WriteBatch) -> WriteResult:
         """Commit one atomic intent spanning any partitions, offsets and state (transactions,
@@ -155,6 +166,41 @@ class Broker:
         ev = self._signals.pop((topic, partition), None)
         if ev is not None:
             ev.set()
+        watchers = self._watchers.pop((topic, partition), None)
+        if watchers:
+            for w in watchers:
+                w.set()
+
+    async def wait_any(self, positions: Mapping[tuple[str, int], int], timeout: float) -> bool:
+        """Wait until any partition's high watermark passes its offset in ``positions`` or
+        ``timeout`` ends; True if data is there (a multi-partition long poll: Kafka's Fetch)."""
+        hw = self.store.high_watermark
+
+        def ready() -> bool:
+            for (t, p), off in positions.items():
+                try:
+                    if hw(t, p) > off:
+                        return True
+                except StreamrtError:
+                    return True  # deleted meanwhile: let the caller report it
+            return False
+
+        with anyio.move_on_after(timeout):
+            while not ready():
+                ev = anyio.Event()
+                for tp in positions:
+                    self._watchers.setdefault(tp, set()).add(ev)
+                try:
+                    if not ready():  # nothing can slip in between: no await since the check
+                        await ev.wait()
+                finally:
+                    for tp in positions:
+                        ws = self._watchers.get(tp)
+                        if ws is not None:
+                            ws.discard(ev)
+                            if not ws:
+                                del self._watchers[tp]
+        return ready()
 
     async def wait_for_data(self, topic: str, partition: int, offset: int, timeout: float) -> bool:
         """Wait until the partition's high watermark passes ``offset`` or ``timeout`` ends;

@@ -418,6 +418,7 @@ class LogStore:
                             f"{where}: batch with sequence {h.base_sequence} is already stored "
                             f"(last sequence {last_seq}, at offset {last_off})")
                         err.last_offset = last_off  # type: ignore[attr-defined]
+                        err.last_sequence = last_seq  # type: ignore[attr-defined]
                         raise err
                     raise OutOfOrderSequence(
                         f"{where}: sequence {h.base_sequence} but {expected} was expected")

@@ -170,3 +170,43 @@ async def test_data_survives_reopen(tmp_path: Path) -> None:
     async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
         assert [orjson.loads(r.value) for r in await broker.fetch("t", 0, 0)] == ["kept"]
         assert await broker.produce("t", 0, [(None, b"more")]) == 1
+
+
+async def test_submit_keeps_order_while_durability_is_awaited_later(tmp_path: Path) -> None:
+    """Kafka's produce path: intents queued in order from one task are written in that order,
+    and their results are awaited afterwards, several at once."""
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t")
+        from streamrt.storage import WriteBatch
+
+        pendings = []
+        for i in range(50):
+            wb = WriteBatch()
+            wb.append("t", 0, [(None, str(i).encode())])
+            pendings.append(await broker.submit("t", 0, wb))
+        offsets = [(await p.result()).base_offsets[0] for p in pendings]
+        assert offsets == list(range(50))
+        values = [r.value for r in await broker.fetch("t", 0, 0, max_records=100)]
+        assert values == [str(i).encode() for i in range(50)]
+        with pytest.raises(errors.UnknownTopic):
+            await broker.submit("nope", 0, WriteBatch())
+
+
+async def test_wait_any_wakes_on_any_partition_and_times_out(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("a", partitions=3)
+        positions = {("a", 0): 0, ("a", 1): 0, ("a", 2): 0}
+        t0 = time.monotonic()
+        assert not await broker.wait_any(positions, 0.05)
+        assert time.monotonic() - t0 >= 0.04
+        woke: list[bool] = []
+        async with anyio.create_task_group() as tg:
+            async def waiter() -> None:
+                woke.append(await broker.wait_any(positions, 10))
+
+            tg.start_soon(waiter)
+            await anyio.sleep(0.01)  # let the waiter register; correctness does not depend on it
+            await broker.produce("a", 2, [(None, b"x")])
+        assert woke == [True]
+        assert not broker._watchers  # waiters unregister themselves
+        assert await broker.wait_any({("a", 2): 0}, 0)  # already there: no wait
