@@ -197,7 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="forget the app's checkpoints (positions and state) and start afresh")
     run.add_argument("--until-caught-up", action="store_true",
                      help="stop when every topic source is read to its end")
+    from ._cli.serve import add_server_options
+
+    add_server_options(run, listen_required=False)
     run.set_defaults(func=_lazy("._cli.run", "cmd_run"))
+
+    # ---- serve (the Kafka wire protocol)
+    serve = commands.add_parser(
+        "serve", parents=[common], help="serve the data directory over the Kafka protocol",
+        description="Run a broker that Kafka clients (kafka-python, aiokafka, confluent-kafka, "
+                    "any other) reach over the network, until Ctrl-C/SIGTERM. Prints "
+                    "'streamrt serve: listening on HOST:PORT' once it accepts connections.")
+    add_server_options(serve, listen_required=True)
+    serve.set_defaults(func=_lazy("._cli.serve", "cmd_serve"))
 
     # ---- groups (consumer groups: list, describe, reset)
     groups = commands.add_parser("groups", parents=[common], help="list, describe, reset consumer groups",

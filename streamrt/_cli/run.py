@@ -83,10 +83,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                              f"checkpoints {r.checkpoints}  late {r.late}  dlq {r.dead_lettered}   ")
             sys.stderr.flush()
 
+    config = None
+    if args.listen is not None:
+        from .serve import server_config
+
+        config = server_config(args)
+
     async def main() -> Any:
         async with open_broker(data_dir) as broker:
             async with trio.open_nursery() as nursery:
                 result: list[Any] = []
+                if config is not None:  # serve the app's topics while it runs
+                    from .serve import remove_addr_file, start_server
+
+                    await start_server(nursery, broker, config, data_dir)
+                    nursery.start_soon(_remove_at_exit, remove_addr_file, data_dir)
 
                 async def watch_signals() -> None:
                     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -102,7 +113,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         r = trio.run(main)
+    except OSError as e:
+        from .serve import listen_error
+
+        raise listen_error(e, config) from None
     except BaseExceptionGroup as eg:  # task groups wrap errors: report the first of ours
+        if config is not None:
+            from .serve import listen_error
+
+            if isinstance(err := listen_error(eg, config), CliError):
+                raise err from None
         ours = eg.subgroup(lambda e: isinstance(e, (StreamrtError, CliError)))
         if ours is None:
             raise
@@ -126,3 +146,13 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"({rate:,.0f}/s), {r.checkpoints} checkpoints, {r.late} late, "
           f"{r.dead_lettered} dead-lettered, {r.restarts} restarts")
     return 0
+
+
+async def _remove_at_exit(remove: Any, data_dir: str) -> None:
+    """Sleep until cancelled (the app ended), then remove the server's address file."""
+    import trio
+
+    try:
+        await trio.sleep_forever()
+    finally:
+        remove(data_dir)
