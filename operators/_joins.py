@@ -13,6 +13,10 @@ stream-table join). ``how="inner"`` drops elements without a table entry; ``how=
 them with None. Keys match by their stored bytes (a str key equals its UTF-8 record key).
 
 Both take batches from two inputs: the runner sets ``side`` (0 or 1) before each call.
+
+The table lives in a bounded :class:`~operators._cache.StateCache` over LMDB (a table can be
+larger than memory); the windowed join keeps its open windows in memory (they hold elements,
+bounded by the window size times the input rate, not by the number of keys over time).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from streamrt._serde import key_bytes
 from streamrt.errors import InvalidArgument
 
 from ._batch import Batch
+from ._cache import DEFAULT_MAX_ENTRIES, StateCache
 from ._protocol import BaseOperator, StateHandle
 from ._time import WM_KEY, TimedOperator, wall_clock_ms
 from ._windows import Tumbling, _freeze
@@ -129,26 +134,30 @@ class TableJoin(BaseOperator):
     name = "join_table"
     stateful = True
 
-    def __init__(self, how: str = "inner") -> None:
+    def __init__(self, how: str = "inner", *, cache_size: int | None = DEFAULT_MAX_ENTRIES) -> None:
         if how not in ("inner", "left"):
             raise InvalidArgument(f"join_table(how=...) is 'inner' or 'left', got {how!r}")
         self.left = how == "left"
         self.side = 1
-        self.table: dict[bytes | None, Any] = {}
-        self.dirty: set[bytes | None] = set()
+        # record key bytes (None: a record without a key) -> latest value
+        self.table = StateCache(None, cache_size, encode=_table_key, decode=_table_key_from)
+
+    @property
+    def wants_checkpoint(self) -> bool:
+        """The changed rows exceed the cache bound: the runner should checkpoint."""
+        return self.table.wants_checkpoint
 
     def describe(self) -> Any:
         return ["join_table"]
 
     def process(self, batch: Batch) -> list[Batch]:
         if self.side == 0:
-            table, dirty = self.table, self.dirty
+            table = self.table
             for kb, v in batch.values:
                 if v is None:
-                    table.pop(kb, None)
+                    table.delete(kb)
                 else:
-                    table[kb] = v
-                dirty.add(kb)
+                    table.set(kb, v)
             return []
         values = batch.values
         keys = batch.keys if batch.keys is not None else [None] * len(values)
@@ -161,14 +170,16 @@ class TableJoin(BaseOperator):
         return [out] if all(mask) else [out.select(mask)]
 
     def snapshot(self) -> dict[bytes, bytes | None]:
-        out: dict[bytes, bytes | None] = {}
-        for kb in self.dirty:
-            v = self.table.get(kb)
-            # b"k" + key: keys may be empty or None (a record without a key)
-            out[b"n" if kb is None else b"k" + kb] = None if v is None else orjson.dumps(v)
-        self.dirty.clear()
-        return out
+        return self.table.snapshot()
 
     def restore(self, handle: StateHandle) -> None:
-        for key, raw in handle.items():
-            self.table[None if key == b"n" else key[1:]] = orjson.loads(raw)
+        self.table.attach(handle)
+
+
+def _table_key(kb: bytes | None) -> bytes:
+    # b"k" + key: keys may be empty or None (a record without a key)
+    return b"n" if kb is None else b"k" + kb
+
+
+def _table_key_from(raw: bytes) -> bytes | None:
+    return None if raw == b"n" else raw[1:]

@@ -30,10 +30,24 @@ class BatchFailed(Exception):
 
 
 class StateHandle(Protocol):
-    """Where an operator's state is kept: bytes keys under the operator's own namespace."""
+    """Where an operator's state is kept: bytes keys under the operator's own namespace, as of
+    the last checkpoint. The runtime passes it to ``restore`` and it stays valid for the
+    operator's whole life, so state can live in LMDB and be read back on demand (see
+    ``operators/_cache.py``); what the operator changed since the checkpoint is its own to
+    keep until ``snapshot`` hands it over."""
+
+    def get(self, key: bytes) -> bytes | None:
+        """One saved value (None if absent)."""
+        ...
+
+    def scan(self, prefix: bytes) -> Iterable[tuple[bytes, bytes]]:
+        """The saved (key, value) pairs whose key starts with ``prefix``, in key order: for
+        restoring small indexes, not whole states."""
+        ...
 
     def items(self) -> Iterable[tuple[bytes, bytes]]:
-        """Every saved (key, value) of this operator, to restore from."""
+        """Every saved (key, value) of this operator (``scan(b"")``), for operators that
+        restore everything."""
         ...
 
 

@@ -11,12 +11,17 @@ same elements; ``processing_time=True`` stamps elements with the clock instead. 
 remembered until the watermark is ``2 * within`` past its last kept element, which is the
 earliest moment no on-time element can match it; an element more than ``within`` behind the
 watermark can no longer be judged and goes to the late output instead.
+
+Both keep their per-key state in a bounded :class:`~operators._cache.StateCache` over LMDB.
+Dedupe stores a key's time under the *bucket* of its expiry (``(time + 2 * within) //
+within``) first, so forgetting keys takes whole buckets from the cache and the store: what
+stays in memory for expiry is the set of live buckets (a few: about ``3 + disorder / within``),
+not a heap entry per key. A lookup probes the live buckets (a dict lookup each while cached).
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +30,7 @@ import orjson
 from streamrt.errors import InvalidArgument
 
 from ._batch import Batch
+from ._cache import DEFAULT_MAX_ENTRIES, StateCache
 from ._protocol import BaseOperator, BatchFailed, StateHandle
 from ._time import WM_KEY, TimedOperator, wall_clock_ms
 
@@ -33,33 +39,83 @@ def _freeze(x: Any) -> Any:
     return tuple(_freeze(i) for i in x) if isinstance(x, list) else x
 
 
+def _key(k: Any) -> bytes:
+    return orjson.dumps([k])
+
+
+def _key_from(raw: bytes) -> Any:
+    return _freeze(orjson.loads(raw)[0])
+
+
+def _state_dumps(v: Any) -> bytes:
+    try:
+        return orjson.dumps(v)
+    except TypeError as e:
+        raise InvalidArgument(
+            f"stateful_map: the state {v!r} is not a JSON value ({e}); return dicts, lists, "
+            f"str, numbers or None as the state") from None
+
+
+_U64 = struct.Struct(">Q")
+_BIAS = 1 << 63
+
+
+def _bucket_prefix(b: int) -> bytes:
+    return b"d" + _U64.pack(b + _BIAS)
+
+
+def _dedupe_key(bk: tuple[int, Any]) -> bytes:
+    return b"d" + _U64.pack(bk[0] + _BIAS) + orjson.dumps(bk[1])
+
+
+def _dedupe_from(raw: bytes) -> tuple[int, Any]:
+    return _U64.unpack_from(raw, 1)[0] - _BIAS, _freeze(orjson.loads(raw[9:]))
+
+
+def _first(bk: tuple[int, Any]) -> int:
+    return bk[0]
+
+
 class StatefulMap(BaseOperator):
     """``fn(state, value) -> (new_state, output)`` per key."""
 
     name = "stateful_map"
     stateful = True
 
-    def __init__(self, fn: Callable[[Any, Any], tuple[Any, Any]]) -> None:
+    def __init__(self, fn: Callable[[Any, Any], tuple[Any, Any]], *,
+                 cache_size: int | None = DEFAULT_MAX_ENTRIES) -> None:
         self.fn = fn
-        self.state: dict[Any, Any] = {}
-        self.dirty: set[Any] = set()
+        self.cache = StateCache(None, cache_size, encode=_key, decode=_key_from,
+                                dumps=_state_dumps)
+
+    @property
+    def wants_checkpoint(self) -> bool:
+        """The changed states exceed the cache bound: the runner should checkpoint."""
+        return self.cache.wants_checkpoint
 
     def process(self, batch: Batch) -> list[Batch]:
-        fn, state, dirty = self.fn, self.state, self.dirty
+        fn, cache = self.fn, self.cache
+        data, load, dirty_add = cache.data, cache.load, cache.dirty.add
         values = batch.values
         keys = batch.keys if batch.keys is not None else [None] * len(values)
         out_v: list[Any] = []
         idx: list[int] = []
         for i, (k, v) in enumerate(zip(keys, values)):
+            old = data.get(k)
+            if old is None:
+                old = load(k)
             try:
-                new, out = fn(state.get(k), v)
+                new, out = fn(old, v)
             except Exception as e:  # elements before i are applied: retry only from i
                 raise BatchFailed(i, self._out(batch, out_v, idx), e) from e
             if new is None:
-                state.pop(k, None)
+                if old is not None:
+                    cache.delete(k)
+            elif old is None:
+                cache.add_new(k, new)
             else:
-                state[k] = new
-            dirty.add(k)
+                data[k] = new
+                dirty_add(k)
             if out is not None:
                 out_v.append(out)
                 idx.append(i)
@@ -74,21 +130,10 @@ class StatefulMap(BaseOperator):
         return [Batch(vals, keys, ts, batch.part)]
 
     def snapshot(self) -> dict[bytes, bytes | None]:
-        out: dict[bytes, bytes | None] = {}
-        for k in self.dirty:
-            v = self.state.get(k)
-            try:
-                out[orjson.dumps([k])] = None if v is None else orjson.dumps(v)
-            except TypeError as e:
-                raise InvalidArgument(
-                    f"stateful_map: the state of key {k!r} is not a JSON value ({e}); return "
-                    f"dicts, lists, str, numbers or None as the state") from None
-        self.dirty.clear()
-        return out
+        return self.cache.snapshot()
 
     def restore(self, handle: StateHandle) -> None:
-        for k, raw in handle.items():
-            self.state[_freeze(orjson.loads(k)[0])] = orjson.loads(raw)
+        self.cache.attach(handle)
 
 
 class Dedupe(TimedOperator):
@@ -102,17 +147,35 @@ class Dedupe(TimedOperator):
     def __init__(
         self, key: Callable[[Any], Any], within: int, timestamp: Callable[[Any], int] | None = None,
         max_out_of_orderness: int = 0, *, processing_time: bool = False,
-        clock: Callable[[], int] = wall_clock_ms,
+        clock: Callable[[], int] = wall_clock_ms, cache_size: int | None = DEFAULT_MAX_ENTRIES,
     ) -> None:
         if not isinstance(within, int) or within <= 0:
             raise InvalidArgument(f"dedupe(within=...) must be a positive duration, got {within!r}")
         super().__init__(timestamp, max_out_of_orderness, processing_time, clock)
         self.key = key
         self.within = within
-        self.last: dict[Any, int] = {}  # dedupe key -> time of its latest kept element
-        self.expiry: list[tuple[int, int, Any]] = []
-        self._seq = itertools.count()
-        self.dirty: set[Any] = set()
+        # (expiry bucket, dedupe key) -> time of the key's latest kept element; one entry per
+        # key, moved to a later bucket when a later element is kept
+        self.cache = StateCache(None, cache_size, encode=_dedupe_key, decode=_dedupe_from,
+                                group=_first, group_prefix=_bucket_prefix)
+        self.buckets: list[int] = []  # live expiry buckets, ascending
+
+    @property
+    def wants_checkpoint(self) -> bool:
+        """The changed keys exceed the cache bound: the runner should checkpoint."""
+        return self.cache.wants_checkpoint
+
+    def last(self, dk: Any) -> int | None:
+        """The time of the latest kept element of ``dk`` (None once forgotten)."""
+        return self._find(dk)[1]
+
+    def _find(self, dk: Any) -> tuple[int, int | None]:
+        get = self.cache.get
+        for b in self.buckets:
+            t = get((b, dk))
+            if t is not None:
+                return b, t
+        return 0, None
 
     def describe(self) -> Any:
         return ["dedupe", self.within]
@@ -124,7 +187,7 @@ class Dedupe(TimedOperator):
         keyf = self.key
         dks = [keyf(v) for v in values]
         ts = self._times(batch, "dedupe()")
-        w, last, dirty = self.within, self.last, self.dirty
+        w, cache, find = self.within, self.cache, self._find
         edge = self.wm - w
         keep: list[bool] = []
         late: list[int] = []
@@ -133,15 +196,21 @@ class Dedupe(TimedOperator):
                 late.append(i)
                 keep.append(False)
                 continue
-            seen = last.get(dk)
+            # (an expired entry may still be found before its bucket goes: it can never match,
+            # since t > wm - within >= seen + within, and t > seen replaces it)
+            b, seen = find(dk)
             if seen is not None and -w < t - seen < w:
                 keep.append(False)
                 continue
             keep.append(True)
             if seen is None or t > seen:
-                last[dk] = t
-                dirty.add(dk)
-                heapq.heappush(self.expiry, (t + 2 * w, next(self._seq), dk))
+                nb = (t + 2 * w) // w
+                if seen is not None and nb != b:
+                    cache.delete((b, dk))
+                cache.set((nb, dk), t)
+                if nb not in self.buckets:
+                    self.buckets.append(nb)
+                    self.buckets.sort()
         if late:
             self.late.append(Batch([values[i] for i in late],
                                    [batch.keys[i] for i in late] if batch.keys is not None else None,
@@ -151,32 +220,25 @@ class Dedupe(TimedOperator):
         return out + self._advance(batch.part)
 
     def _close(self, part: int) -> list[Batch]:
-        wm, w, last, expiry = self.wm, self.within, self.last, self.expiry
-        while expiry and expiry[0][0] <= wm:
-            dk = heapq.heappop(expiry)[2]
-            t = last.get(dk)
-            if t is not None and t + 2 * w <= wm:
-                del last[dk]
-                self.dirty.add(dk)
+        # bucket b holds expiry times in [b * within, (b + 1) * within): all have passed once
+        # the watermark reaches its last one
+        buckets, w = self.buckets, self.within
+        while buckets and (buckets[0] + 1) * w - 1 <= self.wm:
+            for _ in self.cache.pop_group(buckets.pop(0)):
+                pass
         return []
 
-
     def snapshot(self) -> dict[bytes, bytes | None]:
-        out: dict[bytes, bytes | None] = {}
-        for dk in self.dirty:
-            t = self.last.get(dk)
-            out[orjson.dumps([dk])] = None if t is None else orjson.dumps(t)
-        self.dirty.clear()
+        out = self.cache.snapshot()
         out[WM_KEY] = self._time_snapshot()
         return out
 
     def restore(self, handle: StateHandle) -> None:
-        for k, raw in handle.items():
-            if k == WM_KEY:
-                self._time_restore(raw)
-                continue
-            dk = _freeze(orjson.loads(k)[0])
-            t = self.last[dk] = orjson.loads(raw)
-            heapq.heappush(self.expiry, (t + 2 * self.within, next(self._seq), dk))
+        wm = handle.get(WM_KEY) if hasattr(handle, "get") else next(
+            (raw for k, raw in handle.items() if k == WM_KEY), None)
+        if wm is not None:
+            self._time_restore(wm)
+        self.cache.attach(handle)
+        self.buckets = sorted(self.cache.groups())
 
 

@@ -15,15 +15,23 @@ time order of the sessions, not of arrival.
 emits the window's current result after every batch that changed it (``"final": false``), then
 the closing result (``"final": true``).
 
-State is a dict ``(key, window start) -> accumulators`` (sessions: ``key -> [[first, last,
-accumulators], ...]``), checkpointed as orjson: what changed since the last snapshot is written
-in the checkpoint's transaction, closed windows deleted.
+State is a :class:`~operators._cache.StateCache` of ``(key, window start) -> accumulators``
+(sessions: ``key -> [[first, last, accumulators], ...]``), checkpointed as orjson: what changed
+since the last snapshot is written in the checkpoint's transaction, closed windows deleted.
+Tumbling and sliding windows are stored under their start first (``b"w"``, the start as a
+sortable u64, the key as JSON), and the cache groups them by start: what stays in memory for
+closing is the set of open starts (one per window end, however many keys), and a window end
+closes by taking its start's group whole, cached and stored. The cache is bounded
+(``cache_size``): windows beyond it live in LMDB until they are touched again or close.
+Sessions keep a close time per key in memory, so their cache is not bounded.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import operator
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +42,7 @@ from streamrt.errors import InvalidArgument
 
 from ._aggregations import Aggregation, Compiled, Fold
 from ._batch import Batch
+from ._cache import DEFAULT_MAX_ENTRIES, StateCache
 from ._protocol import BatchFailed, StateHandle
 from ._time import NO_TIME, WM_KEY, TimedOperator, wall_clock_ms
 
@@ -99,6 +108,31 @@ def _freeze(x: Any) -> Any:
     return tuple(_freeze(i) for i in x) if isinstance(x, list) else x
 
 
+_U64 = struct.Struct(">Q")
+_BIAS = 1 << 63  # signed starts as unsigned, so stored keys sort by start
+
+
+def _start_prefix(start: int) -> bytes:
+    return b"w" + _U64.pack(start + _BIAS)
+
+
+def _window_key(sk: tuple[Any, int]) -> bytes:
+    """``(key, start)`` as a stored key: the start first, so a start's windows are a prefix."""
+    return b"w" + _U64.pack(sk[1] + _BIAS) + orjson.dumps(sk[0])
+
+
+def _window_from(raw: bytes) -> tuple[Any, int]:
+    return _freeze(orjson.loads(raw[9:])), _U64.unpack_from(raw, 1)[0] - _BIAS
+
+
+def _session_key(k: Any) -> bytes:
+    return orjson.dumps([k])
+
+
+def _session_from(raw: bytes) -> Any:
+    return _freeze(orjson.loads(raw)[0])
+
+
 
 class _Failed(Exception):
     """An aggregation raised on element ``index`` (the cause is chained)."""
@@ -117,7 +151,7 @@ class WindowAggregate(TimedOperator):
         self, spec: Tumbling | Sliding | Session, aggs: Compiled,
         timestamp: Callable[[Any], int] | None = None, max_out_of_orderness: int = 0,
         allowed_lateness: int = 0, *, emit: str = "final", processing_time: bool = False,
-        clock: Callable[[], int] = wall_clock_ms,
+        clock: Callable[[], int] = wall_clock_ms, cache_size: int | None = DEFAULT_MAX_ENTRIES,
     ) -> None:
         if emit not in ("final", "early"):
             raise InvalidArgument(f"emit must be 'final' or 'early', got {emit!r}")
@@ -132,19 +166,23 @@ class WindowAggregate(TimedOperator):
         self.aggs = aggs
         self.lateness = allowed_lateness
         self.early = emit == "early"
-        # (key, start) -> accumulators; for sessions key -> [[start, last, accs], ...]
-        self.state: dict[Any, Any] = {}
-        # heap of (close time, tie-breaker, state key): the tie-breaker keeps keys of different
-        # types (None and "a", 1 and "1") from ever being compared
+        # (key, start) -> accumulators, grouped by start; for sessions key -> [[start, last,
+        # accs], ...] (unbounded: the session close schedule below is per key anyway)
+        if type(spec) is Session:
+            self.cache = StateCache(None, None, encode=_session_key, decode=_session_from)
+        else:
+            self.cache = StateCache(None, cache_size, encode=_window_key, decode=_window_from,
+                                    group=operator.itemgetter(1), group_prefix=_start_prefix)
+        # sessions: heap of (close time, tie-breaker, key): the tie-breaker keeps keys of
+        # different types (None and "a", 1 and "1") from ever being compared
         self.closing: list[tuple[int, int, Any]] = []
         self._seq = itertools.count()
-        # tumbling/sliding: every key's window [start, end) closes at the same time, so windows
-        # are listed per close time, with a heap of the distinct close times: no heap entry
-        # (nor tuple) per window, which on one-result-per-event workloads was a large share.
-        self.by_close: dict[int, list[Any]] = {}
-        self.close_times: list[int] = []
-        self.dirty: set[Any] = set()
-        self.stored: set[Any] = set()  # state keys the last snapshots wrote (and did not delete)
+        # tumbling/sliding: every key's window [start, end) closes at the same time, so what
+        # closing needs is the distinct open starts (a heap and a set), not a list of windows:
+        # the windows of a start are its group in the cache (and in the store).
+        self.open_starts: set[int] = set()
+        self.start_heap: list[int] = []
+        self._touched: set[Any] | None = None  # emit="early": the windows a batch changed
         # sessions: the time of each key's one live closing entry. A key has one entry, at
         # its earliest session close, not one per element (a key that never goes quiet would
         # grow the heap forever); closing a key's sessions schedules its next one.
@@ -164,7 +202,7 @@ class WindowAggregate(TimedOperator):
         keys = batch.keys if batch.keys is not None else [None] * len(values)
         part = batch.part
         if self.early:  # collect what this batch touches in a set of its own
-            saved, self.dirty = self.dirty, set()
+            self._touched = set()
         late: list[int] = []
         try:
             if type(self.spec) is Tumbling:
@@ -175,15 +213,37 @@ class WindowAggregate(TimedOperator):
                 self._session(keys, values, ts, late)
         except _Failed as f:  # an aggregation's function raised on element f.index
             self._set_aside(late, values, keys, ts, part)
-            if self.early:
-                self.dirty = saved | self.dirty
+            self._touched = None
             raise BatchFailed(f.index, [], f.__cause__) from f.__cause__  # type: ignore[arg-type]
         self._set_aside(late, values, keys, ts, part)
         if self.early:
-            touched, self.dirty = self.dirty, saved
-            self.dirty |= touched
-            return self._updates(touched, part) + self._advance(part)
+            touched, self._touched = self._touched, None
+            return self._updates(touched, part) + self._advance(part)  # type: ignore[arg-type]
         return self._advance(part)
+
+    @property
+    def wants_checkpoint(self) -> bool:
+        """The dirty windows exceed the cache bound: the runner should checkpoint."""
+        return self.cache.wants_checkpoint
+
+    def _dirty_add(self) -> Callable[[Any], None]:
+        """How a batch marks a window changed (and, with early emission, touched)."""
+        add = self.cache.dirty.add
+        touched = self._touched
+        if touched is None:
+            return add
+        t_add = touched.add
+
+        def both(sk: Any) -> None:
+            add(sk)
+            t_add(sk)
+
+        return both
+
+    def _opened(self, start: int) -> None:
+        if start not in self.open_starts:
+            self.open_starts.add(start)
+            heapq.heappush(self.start_heap, start)
 
     def _set_aside(self, late: list[int], values: list[Any], keys: list[Any], ts: list[int],
                    part: int) -> None:
@@ -194,43 +254,42 @@ class WindowAggregate(TimedOperator):
 
     def _tumbling(self, keys: list[Any], values: list[Any], ts: list[int], late: list[int]) -> None:
         size = self.spec.size  # type: ignore[union-attr]
-        state, dirty, update, init = self.state, self.dirty, self.aggs.update, self.aggs.init
+        update, init = self.aggs.update, self.aggs.init
+        cache = self.cache
+        # a hit is a dict lookup; a miss asks the store only when windows were evicted
+        data, load, add_new, uncached = cache.data, cache.load, cache.add_new, cache.uncached
+        dirty_add = self._dirty_add()
         edge = self.wm - self.lateness  # windows ending at or before this have closed
-        by_close = self.by_close
-        push = heapq.heappush
-        close_times = self.close_times
-        lateness = self.lateness
+        open_starts = self.open_starts
         for i, (k, v, t) in enumerate(zip(keys, values, ts)):
             start = t - t % size
             if start + size <= edge:
                 late.append(i)
                 continue
             sk = (k, start)
-            acc = state.get(sk)
-            if acc is None:
+            acc = data.get(sk)
+            if acc is None and (not uncached or (acc := load(sk)) is None):
                 acc = init()
                 try:
                     update(acc, v)
                 except Exception as e:
                     raise _Failed(i) from e
-                state[sk] = acc
-                at = start + size + lateness
-                due = by_close.get(at)
-                if due is None:
-                    by_close[at] = [sk]
-                    push(close_times, at)
-                else:
-                    due.append(sk)
+                add_new(sk, acc, start)
+                if start not in open_starts:
+                    self._opened(start)
             else:
                 try:
                     update(acc, v)
                 except Exception as e:
                     raise _Failed(i) from e
-            dirty.add(sk)
+            dirty_add(sk)
 
     def _sliding(self, keys: list[Any], values: list[Any], ts: list[int], late: list[int]) -> None:
         size, step = self.spec.size, self.spec.step  # type: ignore[union-attr]
-        state, dirty, update, init = self.state, self.dirty, self.aggs.update, self.aggs.init
+        update, init = self.aggs.update, self.aggs.init
+        cache = self.cache
+        data, load, add_new, uncached = cache.data, cache.load, cache.add_new, cache.uncached
+        dirty_add = self._dirty_add()
         edge = self.wm - self.lateness
         for i, (k, v, t) in enumerate(zip(keys, values, ts)):
             last = t - t % step
@@ -239,8 +298,8 @@ class WindowAggregate(TimedOperator):
                 if start + size <= edge:
                     continue
                 sk = (k, start)
-                acc = state.get(sk)
-                fresh = acc is None
+                acc = data.get(sk)
+                fresh = acc is None and (not uncached or (acc := load(sk)) is None)
                 if fresh:
                     acc = init()
                 try:
@@ -248,9 +307,9 @@ class WindowAggregate(TimedOperator):
                 except Exception as e:
                     raise _Failed(i) from e
                 if fresh:
-                    state[sk] = acc
-                    self._due(start + size + self.lateness, sk)
-                dirty.add(sk)
+                    add_new(sk, acc, start)
+                    self._opened(start)
+                dirty_add(sk)
                 placed = True
             if not placed:
                 late.append(i)
@@ -259,8 +318,10 @@ class WindowAggregate(TimedOperator):
         gap = self.spec.gap  # type: ignore[union-attr]
         edge = self.wm - self.lateness
         merge, update, init = self.aggs.merge, self.aggs.update, self.aggs.init
+        cache = self.cache  # unbounded for sessions: every key is in ``data``
+        dirty_add = self._dirty_add()
         for i, (k, v, t) in enumerate(zip(keys, values, ts)):
-            sessions = self.state.get(k)
+            sessions = cache.data.get(k)
             # sessions: [start, last, accs], sorted by start, more than `gap` apart; the
             # element's window [t, t + gap) overlaps a session [start, last + gap) when
             # start - gap < t < last + gap
@@ -276,7 +337,7 @@ class WindowAggregate(TimedOperator):
                     raise _Failed(i) from e
                 cur = [t, t, acc]
                 if sessions is None:
-                    self.state[k] = [cur]
+                    cache.set(k, [cur])
                 else:
                     sessions.append(cur)
                     sessions.sort(key=lambda s: s[0])
@@ -293,16 +354,7 @@ class WindowAggregate(TimedOperator):
                 cur[0] = min(cur[0], t)
                 cur[1] = max(cur[1], t)
             self._schedule(k, cur[1] + gap + self.lateness)
-            self.dirty.add(k)
-
-    def _due(self, at: int, sk: Any) -> None:
-        """List a tumbling/sliding window to close at ``at``."""
-        due = self.by_close.get(at)
-        if due is None:
-            self.by_close[at] = [sk]
-            heapq.heappush(self.close_times, at)
-        else:
-            due.append(sk)
+            dirty_add(k)
 
     def _schedule(self, k: Any, at: int) -> None:
         due = self.next_close.get(k)
@@ -336,13 +388,13 @@ class WindowAggregate(TimedOperator):
         if type(self.spec) is Session:
             gap = self.spec.gap
             for k in touched:
-                for s in self.state.get(k, ()):
+                for s in self.cache.data.get(k, ()):
                     vals.append(self._session_result(k, s, False))
                     keys.append(k)
                     ts.append(s[1] + gap - 1)
         else:
             for sk in touched:
-                acc = self.state.get(sk)
+                acc = self.cache.data.get(sk)
                 if acc is not None:
                     k, out, t = self._result(sk, acc, False)
                     vals.append(out)
@@ -363,7 +415,7 @@ class WindowAggregate(TimedOperator):
                 if self.next_close.get(sk) != at:
                     continue  # superseded by an earlier entry, which has fired
                 del self.next_close[sk]
-                sessions = self.state.get(sk)
+                sessions = self.cache.data.get(sk)
                 if not sessions:
                     continue
                 gap = self.spec.gap  # type: ignore[union-attr]
@@ -376,74 +428,48 @@ class WindowAggregate(TimedOperator):
                     else:
                         keep.append(s)
                 if keep:
-                    self.state[sk] = keep
+                    self.cache.set(sk, keep)
                     self._schedule(sk, min(s[1] for s in keep) + gap + self.lateness)
                 else:
-                    del self.state[sk]
-                self.dirty.add(sk)
+                    self.cache.delete(sk)
                 continue
-        times = self.close_times
-        if times and times[0] <= wm:
-            state, dirty, record = self.state, self.dirty, self.aggs.record
-            size = getattr(self.spec, "size", 0)
+        starts = self.start_heap
+        size = getattr(self.spec, "size", 0)
+        if starts and starts[0] + size + self.lateness <= wm:
+            record = self.aggs.record
             early = self.early
-            while times and times[0] <= wm:
-                for sk in self.by_close.pop(heapq.heappop(times)):
-                    acc = state.pop(sk, None)
-                    if acc is None:
-                        continue
-                    key, start = sk
-                    out = record(key, start, start + size, acc)
+            last_open = wm - size - self.lateness  # starts up to this one have closed
+            while starts and starts[0] <= last_open:
+                start = heapq.heappop(starts)
+                self.open_starts.discard(start)
+                end = start + size
+                for (key, _), acc in self.cache.pop_group(start):
+                    out = record(key, start, end, acc)
                     if early:
                         out["final"] = True
                     out_v.append(out)
                     out_k.append(key)
-                    out_t.append(start + size - 1)
-                    dirty.add(sk)
+                    out_t.append(end - 1)
         return [Batch(out_v, out_k, out_t, part)] if out_v else []
 
 
     # ------------------------------------------------------------ state
 
     def snapshot(self) -> dict[bytes, bytes | None]:
-        out: dict[bytes, bytes | None] = {}
-        dumps = orjson.dumps
-        state = self.state
-        session = type(self.spec) is Session
-        stored = self.stored
-        for sk in self.dirty:
-            v = state.get(sk)
-            if v is None:
-                if sk not in stored:
-                    # Opened and closed since the last snapshot: never written, nothing to
-                    # delete. With short windows that is most of them, and each orjson.dumps
-                    # result occupies 4 KiB however short it is.
-                    continue
-                stored.discard(sk)
-            else:
-                stored.add(sk)
-            key = dumps([sk]) if session else dumps(list(sk))
-            out[key] = None if v is None else dumps(v)
-        self.dirty.clear()
+        out = self.cache.snapshot()
         out[WM_KEY] = self._time_snapshot()
         return out
 
     def restore(self, handle: StateHandle) -> None:
-        session = type(self.spec) is Session
-        for key, raw in handle.items():
-            if key == WM_KEY:
-                self._time_restore(raw)
-                continue
-            k = orjson.loads(key)
-            if session:
-                sk = _freeze(k[0])
-                self.stored.add(sk)
-                self.state[sk] = orjson.loads(raw)
-                gap = self.spec.gap  # type: ignore[union-attr]
-                self._schedule(sk, min(s[1] for s in self.state[sk]) + gap + self.lateness)
-            else:
-                sk = (_freeze(k[0]), k[1])
-                self.stored.add(sk)
-                self.state[sk] = orjson.loads(raw)
-                end = k[1] + self.spec.size  # type: ignore[union-attr]
-                self._due(end + self.lateness, sk)
+        wm = handle.get(WM_KEY) if hasattr(handle, "get") else next(
+            (raw for k, raw in handle.items() if k == WM_KEY), None)
+        if wm is not None:
+            self._time_restore(wm)
+        self.cache.attach(handle)
+        if type(self.spec) is Session:
+            gap = self.spec.gap  # type: ignore[union-attr]
+            for k, sessions in self.cache.items():
+                self._schedule(k, min(s[1] for s in sessions) + gap + self.lateness)
+        else:
+            for start in self.cache.groups():
+                self._opened(start)

@@ -68,6 +68,8 @@ class App:
     ``checkpoint_records`` bound how much work a checkpoint covers. ``on_error``: ``"fail"``
     (the task restarts from the last checkpoint; repeated failure stops the app) or
     ``"dead_letter"`` (the failing element goes to ``dlq_topic`` and processing goes on).
+    ``state_cache_size`` bounds how many keys' state each stateful step keeps in memory
+    (default 100,000); the rest stays in LMDB, read back when a key comes again.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class App:
         data_dir: str | os.PathLike[str] | None = None, checkpoint_interval: float = 1.0,
         checkpoint_records: int = 200_000, on_error: ErrorPolicy = "fail",
         dlq_topic: str | None = None, batch_size: int = 1000, idle_timeout: float = 1.0,
+        state_cache_size: int = 100_000,
     ) -> None:
         check_topic_name(name)
         if guarantee not in ("at_least_once", "exactly_once"):
@@ -84,6 +87,9 @@ class App:
             raise InvalidArgument(f"on_error must be 'fail' or 'dead_letter', got {on_error!r}")
         if checkpoint_interval <= 0 or checkpoint_records < 1 or batch_size < 1:
             raise InvalidArgument("checkpoint_interval, checkpoint_records and batch_size must be positive")
+        if not isinstance(state_cache_size, int) or state_cache_size < 1:
+            raise InvalidArgument(
+                f"state_cache_size is a number of entries >= 1, got {state_cache_size!r}")
         self.name = name
         self.guarantee = guarantee
         self.data_dir = os.fspath(data_dir) if data_dir is not None else None
@@ -93,6 +99,7 @@ class App:
         self.dlq_topic = dlq_topic or f"{name}.dlq"
         self.batch_size = batch_size
         self.idle_timeout = idle_timeout
+        self.state_cache_size = state_cache_size
         self.topics: dict[str, TopicRef] = {}
         self.sinks: list[Node] = []
         self.late_routes: dict[str, TopicRef] = {}

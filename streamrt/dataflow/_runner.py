@@ -10,6 +10,11 @@ mode, every output record since the last checkpoint. A crash before that commit 
 of it visible; after it, nothing is replayed. On restart (a crash with ``on_error="fail"``),
 the supervisor makes a fresh task whose ``on_start`` restores state and positions from the
 last checkpoint.
+
+Stateful operators get a :class:`_Handle` on their part of the ``state`` database for their
+whole life: they restore small indexes from it at start and read evicted state back through it
+(their bounded caches, ``operators/_cache.py``). An operator whose cache holds more changes
+than its bound sets ``wants_checkpoint``; the task then checkpoints after the step.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ STATEFUL_KINDS = ("stateful_map", "dedupe", "join", "join_table")
 TWO_INPUT_KINDS = ("join", "join_table")  # their operator learns which input a batch is from
 PART_SPAN = 1 << 20  # global partition id = source index * PART_SPAN + partition
 TASK_POLICY = RestartPolicy(max_restarts=3, within=60.0, backoff=0.05, max_backoff=2.0)
+#: Bumped when a stateful operator's stored layout changes: old state then needs --reset.
+STATE_FORMAT = 2
 
 
 class PipelineError(StreamrtError):
@@ -103,9 +110,10 @@ def fingerprint(app: App) -> bytes:
         elif n.kind == "window":
             a = n.args
             parts.append(["window", n.id, type(a["spec"]).__name__, attrs.asdict(a["spec"]),
-                          sorted(a["aggs"])])
+                          sorted(a["aggs"]), STATE_FORMAT])
         elif n.kind in STATEFUL_KINDS:  # their state's shape is their kind and settings
-            parts.append([n.kind, n.id, n.args.get("within"), n.args.get("size")])
+            parts.append([n.kind, n.id, n.args.get("within"), n.args.get("size")]
+                         + ([STATE_FORMAT] if n.kind == "dedupe" else []))
     return orjson.dumps(parts)
 
 
@@ -155,6 +163,7 @@ class _Plan:
 
     def _make_op(self, n: Node) -> Any:
         a = n.args
+        size = self.app.state_cache_size
         simple = {"map": ops.Map, "filter": ops.Filter, "flat_map": ops.FlatMap,
                   "filter_map": ops.FilterMap, "key_by": ops.KeyBy, "inspect": ops.Inspect}
         if n.kind in simple:
@@ -164,17 +173,18 @@ class _Plan:
         if n.kind == "window":
             return ops.WindowAggregate(a["spec"], ops.Compiled(a["aggs"]), a["timestamp"],
                                        a["ooo"], a["lateness"], emit=a.get("emit", "final"),
-                                       processing_time=a.get("processing_time", False))
+                                       processing_time=a.get("processing_time", False),
+                                       cache_size=size)
         if n.kind == "stateful_map":
-            return ops.StatefulMap(a["fn"])
+            return ops.StatefulMap(a["fn"], cache_size=size)
         if n.kind == "dedupe":
             return ops.Dedupe(a["key"], a["within"], a["timestamp"], a["ooo"],
-                              processing_time=a["processing_time"])
+                              processing_time=a["processing_time"], cache_size=size)
         if n.kind == "join":
             return ops.WindowJoin(a["spec"], a["timestamp"], a["ooo"], a["lateness"],
                                   processing_time=a["processing_time"])
         if n.kind == "join_table":
-            return ops.TableJoin(a["how"])
+            return ops.TableJoin(a["how"], cache_size=size)
         raise InvalidArgument(f"unknown step kind {n.kind!r}")
 
     def _make_sink(self, n: Node, hold: bool) -> Any:
@@ -262,12 +272,26 @@ class _Pass(BaseOperator):
 
 
 class _Handle:
-    def __init__(self, items: list[tuple[bytes, bytes]], prefix: bytes) -> None:
-        self._items = items
+    """An operator's part of the ``state`` database, as of the last checkpoint (what the
+    operator changed since is in its own cache)."""
+
+    def __init__(self, store: Any, prefix: bytes) -> None:
+        self._store = store
+        self._prefix = prefix
         self._n = len(prefix)
 
-    def items(self) -> Any:
-        return ((k[self._n:], v) for k, v in self._items)
+    def get(self, key: bytes) -> bytes | None:
+        """One stored value of the operator's (None if absent)."""
+        return self._store.get(self._prefix + key)
+
+    def scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """The operator's stored (key, value) pairs whose key starts with ``prefix``."""
+        n = self._n
+        return [(k[n:], v) for k, v in self._store.scan(self._prefix + prefix)]
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        """Every stored (key, value) of the operator."""
+        return self.scan(b"")
 
 
 class PipelineTask(Actor[str]):
@@ -283,7 +307,6 @@ class PipelineTask(Actor[str]):
         self.idle_since: dict[tuple[str, int], float] = {}
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        self.stored: dict[str, set[bytes]] = {}  # per operator: its state keys in the store
 
     async def on_start(self) -> None:
         self.plan = _Plan(self.app, self.broker, self.until_caught_up, self.result)
@@ -294,10 +317,7 @@ class PipelineTask(Actor[str]):
             if positions:
                 reader.seek(positions)
         for nid, op in self.plan.ops.items():
-            pre = _prefix(self.app.name, "st", nid)
-            items = store.scan(pre)
-            self.stored[nid] = {k[len(pre):] for k, _ in items}
-            op.restore(_Handle(items, pre))
+            op.restore(_Handle(store, _prefix(self.app.name, "st", nid)))
 
     async def handle(self, message: str) -> bool:
         if message == "step":
@@ -342,7 +362,8 @@ class PipelineTask(Actor[str]):
             await self.checkpoint()
             return True
         if (self.since_checkpoint >= self.app.checkpoint_records
-                or time.monotonic() - self.last_checkpoint >= self.app.checkpoint_interval):
+                or time.monotonic() - self.last_checkpoint >= self.app.checkpoint_interval
+                or any(getattr(op, "wants_checkpoint", False) for op in plan.ops.values())):
             await self.checkpoint()
         return False
 
@@ -376,17 +397,12 @@ class PipelineTask(Actor[str]):
             for p, pos in reader.positions().items():
                 wb.put(pre + str(p).encode(), str(pos).encode())
         for nid, op in plan.ops.items():
+            # (operators leave out deletes of keys they never wrote: their caches know)
             pre = _prefix(app, "st", nid)
-            stored = self.stored.setdefault(nid, set())
             for k, v in op.snapshot().items():
                 if v is None:
-                    # A window opened and closed between two checkpoints was never written:
-                    # skip its delete (most of them, when windows are short).
-                    if k in stored:
-                        stored.discard(k)
-                        wb.delete(pre + k)
+                    wb.delete(pre + k)
                 else:
-                    stored.add(k)
                     wb.put(pre + k, v)
         for sink in plan.all_sinks():
             if isinstance(sink, TopicSink):

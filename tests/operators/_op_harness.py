@@ -14,11 +14,19 @@ from operators import END_OF_TIME, Batch
 
 
 class Handle:
+    """The store as of the last checkpoint, read as the runner's handle reads LMDB."""
+
     def __init__(self, store: dict[bytes, bytes]) -> None:
         self.store = store
 
+    def get(self, key: bytes) -> bytes | None:
+        return self.store.get(key)
+
+    def scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        return sorted((k, v) for k, v in self.store.items() if k.startswith(prefix))
+
     def items(self) -> Any:
-        return sorted(self.store.items())
+        return self.scan(b"")
 
 
 class Driver:

@@ -108,7 +108,7 @@ def test_stateful_map_failure_reports_how_far_it_got() -> None:
     with pytest.raises(ops.BatchFailed) as ei:
         op.process(Batch([1, 2, 0, 5], ["k"] * 4))
     assert ei.value.index == 2 and ei.value.outputs[0].values == [10, 5]
-    assert op.state == {"k": 2}  # the failing element changed nothing
+    assert op.cache.data == {"k": 2}  # the failing element changed nothing
 
 
 # ------------------------------------------------------------ dedupe
@@ -153,7 +153,8 @@ def test_dedupe_forgets_keys_once_time_has_passed() -> None:
     op = ops.Dedupe(lambda e: e, 10, lambda e: 0 if e == "a" else 100)
     op.open_parts([0])
     op.process(Batch(["a", "b"]))
-    assert "a" not in op.last and "b" in op.last  # a: 0 + 2*10 <= watermark 100
+    assert op.last("a") is None and op.last("b") == 100  # a: 0 + 2*10 <= watermark 100
+    assert [dk for _, dk in op.cache.data] == ["b"]  # forgotten: not even cached
 
 
 def test_dedupe_in_processing_time() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 import orjson
 
 import operators as ops
-from operators._time import WM_KEY
+from operators._cache import RESERVED
+from operators._windows import _window_from
 
 
 class _Handle:
@@ -26,7 +27,7 @@ def _op() -> ops.WindowAggregate:
 
 
 def _changes(op: ops.WindowAggregate) -> dict[Any, Any]:
-    return {tuple(orjson.loads(k)): v for k, v in op.snapshot().items() if k != WM_KEY}
+    return {_window_from(k): v for k, v in op.snapshot().items() if not k.startswith(RESERVED)}
 
 
 def test_snapshot_skips_windows_opened_and_closed_in_between() -> None:

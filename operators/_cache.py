@@ -1,0 +1,335 @@
+"""A bounded cache of an operator's per-key state over its LMDB state handle.
+
+Operators keep per-key state (window accumulators, ``stateful_map`` states, dedupe times,
+table rows) as Python values in a :class:`StateCache`. The cache is the operator's view of
+its state: the entries it holds (read from the store or written since), and for everything
+else the store as of the last checkpoint, read through the handle on a miss. Changes are
+*dirty* until the next checkpoint's ``snapshot()`` hands them to the runner, which writes them
+in the checkpoint's transaction; then they are clean.
+
+The bound (``max_entries``) is kept by evicting clean entries, least recently used first
+(an entry is used when it is read through :meth:`get` or changed). A dirty entry is never
+evicted: it exists nowhere else until the checkpoint. When the dirty entries alone exceed the
+bound, the cache sets :attr:`wants_checkpoint`, which the runner checks after each step to
+checkpoint early; until then the cache holds the bound plus what changed since the last
+checkpoint.
+
+Misses must not cost a store read per new key (a tumbling window opens a new key per event on
+some workloads). So the cache counts, per *group* of keys, how many stored keys it does not
+hold; a miss in a group whose count is zero is known absent without a read. Groups are a
+prefix of the stored key (a window start, say): :meth:`pop_group` takes a whole group, cached
+and stored, which is how windows close without an in-memory list of every open window. The
+counts per group are checkpointed under :data:`META_KEY`, a small index (one number per
+group). Each entry also remembers whether it is stored, so a key created and deleted between
+two checkpoints costs no write at all.
+
+Without a handle that can ``get`` (an operator driven by hand, or a legacy ``items()``-only
+handle), nothing can be read back, so nothing is evicted: the cache is then a plain dict with
+dirty tracking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+
+#: Keys starting with this byte belong to the operator itself (watermarks, this index), never
+#: to a cache: caches skip them when they scan.
+RESERVED = b"\x00"
+#: Where the cache checkpoints its per-group counts of stored keys.
+META_KEY = b"\x00n"
+#: Default bound, large enough that the benchmarks' working sets never spill.
+DEFAULT_MAX_ENTRIES = 100_000
+
+_MISSING = object()
+
+
+def _no_group(key: Any) -> Any:
+    return None
+
+
+class StateCache:
+    """Per-key state over a state handle, bounded; see the module doc.
+
+    ``encode(key) -> bytes`` and ``decode(raw_key) -> key`` map keys to stored keys;
+    ``dumps``/``loads`` serialise values. With ``group`` (a function of the key) and
+    ``group_prefix`` (the stored-key prefix of a group), keys form groups that can be taken
+    whole with :meth:`pop_group`; groups must be JSON values (they are checkpointed).
+    """
+
+    __slots__ = ("handle", "max_entries", "encode", "decode", "dumps", "loads", "group",
+                 "group_prefix", "data", "dirty", "stored", "clean", "members", "uncached",
+                 "counts", "counts_dirty", "wants_checkpoint", "reads", "evictions", "_backed")
+
+    def __init__(
+        self, handle: Any = None, max_entries: int | None = DEFAULT_MAX_ENTRIES, *,
+        encode: Callable[[Any], bytes], decode: Callable[[bytes], Any],
+        dumps: Callable[[Any], bytes] = orjson.dumps, loads: Callable[[bytes], Any] = orjson.loads,
+        group: Callable[[Any], Any] | None = None,
+        group_prefix: Callable[[Any], bytes] | None = None,
+    ) -> None:
+        if max_entries is not None and max_entries < 1:
+            from streamrt.errors import InvalidArgument
+
+            raise InvalidArgument(f"a state cache holds at least 1 entry, got {max_entries!r}")
+        self.handle = handle
+        self.max_entries = max_entries
+        self.encode = encode
+        self.decode = decode
+        self.dumps = dumps
+        self.loads = loads
+        self.group = group
+        self.group_prefix = group_prefix
+        #: key -> value of every cached entry that exists (clean or dirty). Operators may read
+        #: it directly on their hot path (a hit); a key not in it goes through :meth:`get`.
+        self.data: dict[Any, Any] = {}
+        #: keys changed since the last snapshot (a dirty key absent from ``data`` is deleted).
+        #: Operators that change a value in place add its key here.
+        self.dirty: set[Any] = set()
+        self.stored: set[Any] = set()  # cached keys that the store holds (as of the snapshot)
+        # clean entries in least-recently-used order (a dict as an ordered set). Lazy: a key
+        # made dirty stays listed until eviction or the snapshot puts it at the end again.
+        self.clean: dict[Any, None] = {}
+        self.members: dict[Any, set[Any]] = {}  # group -> its cached keys (grouped caches)
+        self.uncached: dict[Any, int] = {}  # group -> stored keys not in the cache
+        self.counts: dict[Any, int] = {}  # group -> stored keys (once the snapshot is written)
+        self.counts_dirty = False
+        #: Set when dirty entries alone exceed the bound: the runner checkpoints early.
+        self.wants_checkpoint = False
+        self.reads = 0  # store reads on misses (tests and statistics)
+        self.evictions = 0
+        self._backed = handle is not None and hasattr(handle, "get")
+
+    # ------------------------------------------------------------ attaching
+
+    def attach(self, handle: Any) -> None:
+        """Take the operator's state handle (at restore): with ``get``, the store backs the
+        cache and small states are read whole; a legacy ``items()``-only handle is read whole
+        and the cache never evicts."""
+        self.handle = handle
+        self._backed = hasattr(handle, "get")
+        if not self._backed:
+            for k, raw in handle.items():
+                if not k.startswith(RESERVED):
+                    self._restored(self.decode(k), self.loads(raw))
+            return
+        meta = handle.get(META_KEY)
+        if meta is None:  # nothing stored by a cache: state of an older format, or none
+            for k, raw in handle.scan(b""):
+                if not k.startswith(RESERVED):
+                    self._restored(self.decode(k), self.loads(raw))
+            self.counts_dirty = bool(self.counts)
+            return
+        counts = {(tuple(g) if isinstance(g, list) else g): n for g, n in orjson.loads(meta)}
+        self.counts = dict(counts)
+        if self.max_entries is None or sum(counts.values()) <= self.max_entries:
+            for g in counts:  # small enough: read it all now, and never miss
+                prefix = self.group_prefix(g) if self.group_prefix is not None else b""
+                for k, raw in handle.scan(prefix):
+                    if not k.startswith(RESERVED):
+                        self._restored(self.decode(k), self.loads(raw), count=False)
+        else:
+            self.uncached = {g: n for g, n in counts.items() if n}
+
+    def _restored(self, key: Any, value: Any, count: bool = True) -> None:
+        self.data[key] = value
+        self.stored.add(key)
+        self.clean[key] = None
+        g = self.group(key) if self.group is not None else None
+        if self.group is not None:
+            self.members.setdefault(g, set()).add(key)
+        if count:
+            self.counts[g] = self.counts.get(g, 0) + 1
+
+    # ------------------------------------------------------------ mapping
+
+    def __len__(self) -> int:
+        """Cached entries (clean and dirty)."""
+        return len(self.data)
+
+    def __contains__(self, key: Any) -> bool:
+        return self.get(key) is not None
+
+    def groups(self) -> list[Any]:
+        """Every group with a cached entry or a stored key."""
+        return list({*self.members, *(g for g, n in self.counts.items() if n)})
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The key's value (``default`` if absent): from the cache, else from the store."""
+        value = self.data.get(key, _MISSING)
+        if value is not _MISSING:
+            clean = self.clean
+            if key in clean:  # a read counts as a use
+                del clean[key]
+                clean[key] = None
+            return value
+        value = self.load(key)
+        return default if value is None else value
+
+    def load(self, key: Any) -> Any:
+        """A key not in ``data``: its stored value (now cached), or None. No store read when
+        the key is known absent (deleted since the checkpoint, or its group has no stored key
+        outside the cache)."""
+        if key in self.dirty:  # deleted since the last checkpoint
+            return None
+        g = self.group(key) if self.group is not None else None
+        if not self.uncached.get(g):
+            return None
+        self.reads += 1
+        raw = self.handle.get(self.encode(key))
+        if raw is None:
+            return None
+        value = self.loads(raw)
+        self.uncached[g] -= 1
+        self.data[key] = value
+        self.stored.add(key)
+        self.clean[key] = None
+        if self.group is not None:
+            self.members.setdefault(g, set()).add(key)
+        if self.max_entries is not None and len(self.data) > self.max_entries:
+            self._evict()
+        return value
+
+    def set(self, key: Any, value: Any) -> None:
+        """Set a key's value (not None: use :meth:`delete`)."""
+        data = self.data
+        if key not in data:
+            if key not in self.dirty and self.load(key) is not None:
+                pass  # it was stored: now cached (and known stored)
+            elif self.group is not None:
+                g = self.group(key)
+                m = self.members.get(g)
+                if m is None:
+                    self.members[g] = {key}
+                else:
+                    m.add(key)
+            data[key] = value
+            self.dirty.add(key)
+            if self.max_entries is not None and len(data) > self.max_entries:
+                self._evict()
+            return
+        data[key] = value
+        self.dirty.add(key)
+
+    def add_new(self, key: Any, value: Any, group: Any = None) -> None:
+        """:meth:`set` for a key the caller knows is absent (``get`` or ``load`` said so just
+        before), with its group: the hot path of windows opening."""
+        self.data[key] = value
+        self.dirty.add(key)
+        if self.group is not None:
+            m = self.members.get(group)
+            if m is None:
+                self.members[group] = {key}
+            else:
+                m.add(key)
+        if self.max_entries is not None and len(self.data) > self.max_entries:
+            self._evict()
+
+    def delete(self, key: Any) -> None:
+        """Forget a key (a delete is written at the checkpoint only if the store holds it)."""
+        if key not in self.data:
+            if key in self.dirty or self.load(key) is None:
+                return
+        del self.data[key]
+        self.dirty.add(key)
+        if self.group is not None:
+            m = self.members.get(self.group(key))
+            if m is not None:
+                m.discard(key)
+
+    def pop_group(self, group: Any) -> Iterator[tuple[Any, Any]]:
+        """Every (key, value) of a group, cached or stored, each deleted as it is yielded."""
+        assert self.group is not None and self.group_prefix is not None
+        cached = self.members.pop(group, set())
+        data, dirty = self.data, self.dirty
+        for key in cached:
+            value = data.pop(key, None)
+            if value is not None:
+                dirty.add(key)
+                yield key, value
+        if self.uncached.pop(group, 0):
+            self.reads += 1
+            for k, raw in self.handle.scan(self.group_prefix(group)):
+                key = self.decode(k)
+                if key in cached or key in dirty:
+                    continue  # the cache's version wins (it was yielded, or is deleted)
+                self.stored.add(key)
+                dirty.add(key)
+                yield key, self.loads(raw)
+        if len(dirty) > (self.max_entries or len(dirty)):
+            self.wants_checkpoint = True
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """Every cached (key, value) (the store's uncached keys are not read)."""
+        return iter(list(self.data.items()))
+
+    # ------------------------------------------------------------ bound
+
+    def _evict(self) -> None:
+        data, dirty, clean, stored = self.data, self.dirty, self.clean, self.stored
+        limit = self.max_entries
+        assert limit is not None
+        if not self._backed:
+            return
+        while len(data) > limit:
+            if not clean:
+                self.wants_checkpoint = True
+                return
+            key = next(iter(clean))
+            del clean[key]
+            if key in dirty or key not in data:
+                continue  # listed before it changed: the snapshot lists it again
+            del data[key]
+            stored.discard(key)
+            g = None
+            if self.group is not None:
+                g = self.group(key)
+                m = self.members.get(g)
+                if m is not None:
+                    m.discard(key)
+                    if not m:
+                        del self.members[g]
+            self.uncached[g] = self.uncached.get(g, 0) + 1
+            self.evictions += 1
+
+    # ------------------------------------------------------------ checkpoints
+
+    def snapshot(self) -> dict[bytes, bytes | None]:
+        """The changes since the last snapshot, as stored keys (None: delete); they are clean
+        from now on. The caller writes them before it uses the cache again (a clean entry
+        may be evicted, and read back from the store, at once)."""
+        out: dict[bytes, bytes | None] = {}
+        data, stored, clean, counts = self.data, self.stored, self.clean, self.counts
+        encode, dumps, group = self.encode, self.dumps, self.group
+        for key in self.dirty:
+            value = data.get(key, _MISSING)
+            if value is _MISSING:
+                clean.pop(key, None)
+                if key in stored:
+                    stored.discard(key)
+                    out[encode(key)] = None
+                    g = group(key) if group is not None else None
+                    counts[g] -= 1
+                    self.counts_dirty = True
+                # else: created and deleted since the last snapshot: nothing to write
+                continue
+            if key not in stored:
+                stored.add(key)
+                g = group(key) if group is not None else None
+                counts[g] = counts.get(g, 0) + 1
+                self.counts_dirty = True
+            out[encode(key)] = dumps(value)
+            clean.pop(key, None)
+            clean[key] = None  # most recently used
+        self.dirty.clear()
+        self.wants_checkpoint = False
+        if self.counts_dirty:
+            for g in [g for g, n in counts.items() if not n]:
+                del counts[g]
+            out[META_KEY] = orjson.dumps(list(counts.items()))
+            self.counts_dirty = False
+        if self.max_entries is not None and len(data) > self.max_entries:
+            self._evict()
+        return out
