@@ -55,7 +55,7 @@ def add_server_options(parser: argparse.ArgumentParser, *, listen_required: bool
 
 
 def server_config(args: argparse.Namespace) -> Any:
-    from ..kafka import ServerConfig
+    from ..kafka._handlers import ServerConfig
 
     host, port = args.listen
     adv_host, adv_port = args.advertise or (None, None)
@@ -70,7 +70,7 @@ def server_config(args: argparse.Namespace) -> Any:
 
 async def start_server(nursery: Any, broker: Any, config: Any, data_dir: str) -> tuple[str, int]:
     """Start the Kafka server in ``nursery``; announce it on stdout and in the data dir."""
-    from ..kafka import KafkaServer
+    from ..kafka._server import KafkaServer
 
     server = KafkaServer(broker, config)
     host, port = await nursery.start(server.serve)

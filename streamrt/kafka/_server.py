@@ -1,0 +1,222 @@
+"""The Kafka-protocol TCP server: connections, framing, ordering and limits.
+
+Each connection runs a reader (frames in, requests dispatched) and a writer (responses out,
+strictly in request order, as Kafka requires). Requests are handled concurrently (a JoinGroup
+or a long-polling Fetch does not hold up a Heartbeat behind it), up to ``max_in_flight`` per
+connection; Produce requests are submitted to the partitions by the reader itself, in arrival
+order, and only their durability is waited for concurrently. Every limit is checked before
+bytes are buffered: a size prefix beyond the frame limit closes that one connection. A
+malformed request closes its connection too (Kafka does the same); the server and its other
+connections go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+
+from ..errors import ProtocolError, UnsupportedVersion
+from . import _codec, _fetch, _produce
+from ._handlers import Handlers, ServerConfig
+
+if TYPE_CHECKING:
+    from ..broker import Broker
+
+log = logging.getLogger(__name__)
+
+_API_VERSIONS = 18
+_PRODUCE = 0
+
+# The data-carrying APIs go through the hand-written codecs.
+_codec.FAST_DECODERS.setdefault(0, _produce.decode_produce_request)
+_codec.FAST_DECODERS.setdefault(1, _fetch.decode_fetch_request)
+_codec.FAST_ENCODERS.setdefault(0, _produce.encode_produce_response)
+_codec.FAST_ENCODERS.setdefault(1, _fetch.encode_fetch_response)
+
+Handler = Callable[[int, Mapping[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class KafkaServer:
+    """Serves one Broker over the Kafka wire protocol; see the module doc."""
+
+    def __init__(self, broker: Broker, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.handlers = Handlers(broker, self.config)
+        h = self.handlers
+        self._routes: dict[int, Handler] = {
+            1: h.fetch, 2: h.list_offsets, 3: h.metadata, 8: h.offset_commit,
+            9: h.offset_fetch, 10: h.find_coordinator, 11: h.join_group, 12: h.heartbeat,
+            13: h.leave_group, 14: h.sync_group, 15: h.describe_groups, 16: h.list_groups,
+            18: self._api_versions, 19: h.create_topics, 20: h.delete_topics,
+            22: h.init_producer_id, 23: h.offset_for_leader_epoch, 32: h.describe_configs,
+        }
+        self._connections = 0
+        self.address: tuple[str, int] | None = None
+
+    async def serve(self, *, task_status: TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until cancelled; ``task_status.started`` gets the bound address
+        (the real port when ``port`` was 0)."""
+        cfg = self.config
+        listener = await anyio.create_tcp_listener(local_host=cfg.host, local_port=cfg.port,
+                                                   reuse_port=False)
+        sock = listener.listeners[0]
+        host, port = sock.extra(SocketAttribute.local_address)[:2]
+        self.address = (str(host), int(port))
+        if cfg.advertised_port is None and cfg.port == 0:
+            cfg.port = int(port)
+        log.info("serving the Kafka protocol on %s:%d (advertised as %s:%d)", host, port,
+                 *cfg.advertised)
+        task_status.started(self.address)
+        async with listener:
+            await listener.serve(self._accept)
+
+    async def _accept(self, stream: SocketStream) -> None:
+        if self._connections >= self.config.max_connections:
+            log.warning("refused a connection: %d open (max_connections)", self._connections)
+            await stream.aclose()
+            return
+        self._connections += 1
+        try:
+            await _Connection(self, stream).run()
+        except Exception:  # never let one connection take the server down
+            log.exception("connection failed")
+        finally:
+            self._connections -= 1
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _api_versions(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"error_code": 0, "throttle_time_ms": 0, "api_keys": [
+            {"api_key": k, "min_version": lo, "max_version": hi}
+            for k, (lo, hi) in sorted(_codec.SUPPORTED.items())]}
+
+
+class _Slot:
+    """One request's place in the connection's response order."""
+
+    __slots__ = ("done", "data")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.data: bytes | None = None  # None: no response (Produce with acks=0)
+
+    def set(self, data: bytes | None) -> None:
+        self.data = data
+        self.done.set()
+
+
+class _Connection:
+    def __init__(self, server: KafkaServer, stream: SocketStream) -> None:
+        self.server = server
+        self.cfg = server.config
+        self.stream = stream
+        try:
+            self.peer = "%s:%s" % stream.extra(SocketAttribute.remote_address)[:2]
+        except Exception:  # noqa: BLE001 - a peer name is only for logs
+            self.peer = "?"
+        self.outbound = 0
+        self.room = anyio.Event()  # set when outbound drops below the limit
+
+    async def run(self) -> None:
+        send, recv = anyio.create_memory_object_stream[_Slot](self.cfg.max_in_flight)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._writer, recv, tg.cancel_scope)
+                async with send:
+                    await self._reader(send, tg)
+                tg.cancel_scope.cancel()  # the peer closed: nobody reads what is pending
+        except* ProtocolError as eg:
+            log.info("closing connection from %s: %s", self.peer, eg.exceptions[0])
+        except* TimeoutError:
+            log.info("closing connection from %s: idle or stalled", self.peer)
+        except* (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream,
+                 ConnectionError):
+            pass
+
+    async def _reader(self, send: Any, tg: Any) -> None:
+        decoder = _codec.FrameDecoder(self.cfg.max_frame_bytes, self.cfg.first_frame_bytes)
+        valid = False
+        while True:
+            timeout = self.cfg.stall_timeout if decoder_partial(decoder) else self.cfg.idle_timeout
+            with anyio.fail_after(timeout):
+                try:
+                    data = await self.stream.receive(1 << 20)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return
+            for frame in decoder.feed(data):
+                while self.outbound > self.cfg.max_outbound_bytes:
+                    self.room = anyio.Event()
+                    await self.room.wait()
+                header, offset = _codec.read_request_header(frame)
+                slot = _Slot()
+                await send.send(slot)
+                await self._dispatch(header, frame, offset, slot, tg)
+                if not valid:
+                    valid = True
+                    decoder.mark_valid()
+
+    async def _dispatch(self, header: Any, frame: Any, offset: int, slot: _Slot, tg: Any) -> None:
+        key, version = header.api_key, header.api_version
+        try:
+            body = _codec.decode_request(header, frame, offset)
+        except UnsupportedVersion as e:
+            if key == _API_VERSIONS:
+                slot.set(_codec.api_versions_error_response(header))
+                return
+            raise ProtocolError(f"{e} (api key {key} v{version})") from None
+        if key == _PRODUCE:
+            finish = await self.server.handlers.produce_submit(version, body)
+            tg.start_soon(self._finish, header, finish, slot, body.get("acks", -1) == 0)
+            return
+        handler = self.server._routes.get(key)
+        if handler is None:
+            raise ProtocolError(f"api key {key} is not supported")
+        tg.start_soon(self._handle, header, handler, body, slot)
+
+    async def _handle(self, header: Any, handler: Handler, body: Mapping[str, Any],
+                      slot: _Slot) -> None:
+        try:
+            resp = await handler(header.api_version, body)
+        except Exception as e:  # a bug or an unexpected state: this connection only
+            log.exception("api key %d v%d failed", header.api_key, header.api_version)
+            raise ProtocolError(f"request failed: {e!r}") from e
+        self._complete(slot, _codec.encode_response(header, resp))
+
+    async def _finish(self, header: Any, finish: Callable[[], Awaitable[dict[str, Any]]],
+                      slot: _Slot, no_response: bool) -> None:
+        resp = await finish()
+        self._complete(slot, None if no_response else _codec.encode_response(header, resp))
+
+    def _complete(self, slot: _Slot, data: bytes | None) -> None:
+        if data is not None:
+            self.outbound += len(data)
+        slot.set(data)
+
+    async def _writer(self, recv: Any, scope: anyio.CancelScope) -> None:
+        try:
+            async with recv:
+                async for slot in recv:
+                    await slot.done.wait()
+                    if slot.data is None:
+                        continue
+                    with anyio.fail_after(self.cfg.stall_timeout if self.cfg.stall_timeout > 0
+                                          else math.inf):
+                        await self.stream.send(slot.data)
+                    self.outbound -= len(slot.data)
+                    if self.outbound <= self.cfg.max_outbound_bytes:
+                        self.room.set()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError):
+            scope.cancel()  # the peer is gone or not reading: drop the connection
+
+
+def decoder_partial(decoder: Any) -> bool:
+    """Whether the frame decoder holds part of a frame (then the stall deadline applies)."""
+    return bool(getattr(decoder, "pending", 0))
+
+
+__all__ = ["KafkaServer", "ServerConfig"]
