@@ -1,0 +1,162 @@
+"""Consumer groups through the three clients: assignment, rebalances, commits, restarts.
+
+A group of three members (two on threads, one in a subprocess) shares a 6-partition topic.
+Every partition must be owned exactly once after each rebalance: when all three have joined,
+after one leaves (close: LeaveGroup), and after one is killed with SIGKILL (no LeaveGroup: the
+coordinator notices when its session times out, 3 s here). Commits made along the way must end
+at the log end. A second test commits, restarts the server on the same data directory, and
+checks that a new member resumes exactly at the committed offsets.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from _apps.kafka_member import SESSION_TIMEOUT_MS, Member
+from _clients import CLIENTS, TIMEOUT, Rec, create_topic, produce, unique
+from conftest import KafkaServer, _LineReader
+
+PARTITIONS = 6
+PER_PARTITION = 10
+MEMBER_SCRIPT = Path(__file__).parent / "_apps" / "kafka_member.py"
+
+
+def _wait(what: str, cond: Callable[[], bool], timeout: float, state: Callable[[], object]) -> None:
+    """Poll ``cond`` (it reads state other threads update) until true; fail with ``state()``."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}: {state()}")
+        time.sleep(0.02)  # a polling interval, not a wait for something to happen
+
+
+def _exactly_once(assignments: list[frozenset[int]]) -> bool:
+    """Every partition owned by exactly one of these members, and every member owns some."""
+    return (all(assignments) and sum(map(len, assignments)) == PARTITIONS
+            and frozenset().union(*assignments) == frozenset(range(PARTITIONS)))
+
+
+def _fill(client: str, bootstrap: str, topic: str) -> dict[int, int]:
+    """Create the topic and produce keyed records into it; returns each partition's end offset."""
+    create_topic(client, bootstrap, topic, PARTITIONS)
+    records: list[Rec] = [(f"k{i}".encode(), f"v{i}".encode(), []) for i in range(PARTITIONS * PER_PARTITION)]
+    placed = produce(client, bootstrap, topic, records)
+    ends = {p: 1 + max((o for q, o in placed if q == p), default=-1) for p in range(PARTITIONS)}
+    assert all(ends.values()), f"some partition got no record: {ends}"
+    return ends
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_group_rebalances_on_leave_and_kill(kafka_server: KafkaServer, client: str) -> None:
+    """3 members over 6 partitions; one leaves, one is killed; owners cover all 6 each time."""
+    bootstrap = kafka_server.bootstrap
+    topic, group = unique(f"grp-{client}"), unique(f"grp-{client}")
+    end_offsets = _fill(client, bootstrap, topic)
+
+    a = Member(client, bootstrap, topic, group, "member-a")
+    b = Member(client, bootstrap, topic, group, "member-b")
+    killed = subprocess.Popen([sys.executable, str(MEMBER_SCRIPT), client, bootstrap, topic, group],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    c_lines = _LineReader(killed.stdout)
+    c_state: dict[str, object] = {"assignment": frozenset(), "consumed": set()}
+
+    def pump_c() -> None:
+        """Apply the subprocess member's latest reports (non-blocking)."""
+        while not c_lines.lines.empty():
+            line = c_lines.lines.get_nowait()
+            if line is None:
+                return
+            word, _, rest = line.partition(" ")
+            if word == "assigned":
+                c_state["assignment"] = frozenset(int(p) for p in rest.split(",") if p)
+            elif word == "consumed":
+                c_state["consumed"] |= {tuple(map(int, po.split(":"))) for po in rest.split(",")}  # type: ignore[operator]
+
+    def states() -> dict[str, object]:
+        pump_c()
+        return {"a": a.assignment, "b": b.assignment, "c": c_state["assignment"],
+                "a.error": a.error, "b.error": b.error, "c.exit": killed.poll()}
+
+    try:
+        # 1. All three joined: each partition owned exactly once, nobody idle.
+        _wait("3 members to share the 6 partitions",
+              lambda: (pump_c(), _exactly_once([a.assignment, b.assignment, c_state["assignment"]]))[1],  # type: ignore[list-item]
+              TIMEOUT * 2, states)
+
+        # 2. b leaves the group (LeaveGroup on close): a and c take its partitions.
+        b.close()
+        _wait("a and c to cover all partitions after b left",
+              lambda: (pump_c(), _exactly_once([a.assignment, c_state["assignment"]]))[1],  # type: ignore[list-item]
+              TIMEOUT, states)
+
+        # 3. c is killed: no LeaveGroup; after its session times out a owns everything.
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(TIMEOUT)
+        t_kill = time.monotonic()
+        _wait("a to own all partitions after c was killed",
+              lambda: a.assignment == frozenset(range(PARTITIONS)), TIMEOUT + SESSION_TIMEOUT_MS / 1000, states)
+        # Not before the session timeout (a little slack for heartbeat scheduling).
+        assert time.monotonic() - t_kill > SESSION_TIMEOUT_MS / 1000 * 0.5
+
+        # 4. a reads what is left; together the members read every record, and the group's
+        # commits reach the log end.
+        everything = {(p, o) for p, n in end_offsets.items() for o in range(n)}
+
+        def seen() -> set[tuple[int, int]]:
+            pump_c()
+            return set(a.consumed) | set(b.consumed) | c_state["consumed"]  # type: ignore[operator]
+
+        _wait("the members to have consumed every record", lambda: seen() >= everything, TIMEOUT,
+              lambda: sorted(everything - seen()))
+        assert seen() == everything
+        a.close()
+        assert a.committed == end_offsets
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+            killed.wait()
+        for m in (a, b):
+            try:
+                m.close()
+            except BaseException:
+                pass
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_commit_restart_resume(streamrt_server: KafkaServer, client: str) -> None:
+    """Committed offsets survive a server restart: a new member starts right after them."""
+    bootstrap = streamrt_server.bootstrap
+    topic, group = unique(f"resume-{client}"), unique(f"resume-{client}")
+    create_topic(client, bootstrap, topic, 2)
+    first: list[Rec] = [(f"k{i}".encode(), f"v{i}".encode(), []) for i in range(30)]
+    produce(client, bootstrap, topic, first)
+
+    member = Member(client, bootstrap, topic, group, "before-restart")
+    try:
+        _wait("the member to read and commit all 30", lambda: len(set(member.consumed)) >= 30, TIMEOUT,
+              lambda: (member.assignment, len(member.consumed), member.error))
+    finally:
+        member.close()
+    committed = member.committed
+    assert committed is not None and sum(v or 0 for v in committed.values()) == 30, committed
+
+    streamrt_server.restart()
+    second: list[Rec] = [(f"k{i}".encode(), f"w{i}".encode(), []) for i in range(30, 50)]
+    placed = produce(client, bootstrap, topic, second)
+
+    member = Member(client, bootstrap, topic, group, "after-restart")
+    try:
+        _wait("the new member to read the 20 new records", lambda: len(set(member.consumed)) >= 20, TIMEOUT,
+              lambda: (member.assignment, member.consumed, member.error))
+    finally:
+        member.close()
+    # Exactly the records produced after the restart: nothing committed is read again.
+    assert sorted(member.consumed) == sorted(placed)
+    assert all(o >= (committed.get(p) or 0) for p, o in member.consumed)
