@@ -24,6 +24,7 @@ from ..errors import InvalidArgument, ProtocolError
 from ._produce import (
     I32,
     TRUNCATED,
+    as_bytes_view,
     check_version,
     compact_string,
     read_compact_count,
@@ -68,7 +69,7 @@ def decode_fetch_request(version: int, frame: bytes | memoryview, offset: int) -
     UnsupportedVersion outside versions 4 to 12 and ProtocolError for malformed bytes.
     """
     check_version("Fetch", version, FETCH_VERSIONS)
-    buf = memoryview(frame)
+    buf = as_bytes_view(frame)
     try:
         if version >= FETCH_FIRST_FLEXIBLE:
             return _decode_request_flexible(buf, offset, len(buf))
@@ -224,7 +225,8 @@ def encode_fetch_response(version: int, body: Mapping[str, Any]) -> list[bytes]:
     "partitions": [{"partition_index", "error_code", "high_watermark", "last_stable_offset",
     "log_start_offset", "aborted_transactions", "preferred_read_replica", "records"}]}]}``.
     ``records`` is ``bytes``, a list of ``bytes`` (stored batches, sent back to back) or None;
-    ``aborted_transactions`` a list of ``{"producer_id", "first_offset"}`` or None. In version
+    ``aborted_transactions`` a list of ``{"producer_id", "first_offset"}`` or None (missing:
+    empty, the schema's default). In version
     12 a partition may also carry ``diverging_epoch`` (``{"epoch", "end_offset"}``),
     ``current_leader`` (``{"leader_id", "leader_epoch"}``) and ``snapshot_id`` (``{"end_offset",
     "epoch"}``), sent as tagged fields unless all -1.
@@ -284,7 +286,7 @@ def _encode_response_classic(version: int, body: Mapping[str, Any]) -> list[byte
             else:
                 out += _PRESP_V4.pack(p["partition_index"], p["error_code"], p["high_watermark"],
                                       p.get("last_stable_offset", -1))
-            aborted = p.get("aborted_transactions")
+            aborted = p.get("aborted_transactions", ())  # the schema default: empty
             if aborted is None:
                 out += b"\xff\xff\xff\xff"
             else:
@@ -319,7 +321,7 @@ def _encode_response_flexible(body: Mapping[str, Any]) -> list[bytes]:
         for p in parts:
             out += _PRESP_V5.pack(p["partition_index"], p["error_code"], p["high_watermark"],
                                   p.get("last_stable_offset", -1), p.get("log_start_offset", -1))
-            aborted = p.get("aborted_transactions")
+            aborted = p.get("aborted_transactions", ())  # the schema default: empty
             if aborted is None:
                 out += b"\x00"
             else:

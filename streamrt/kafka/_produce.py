@@ -48,6 +48,14 @@ TRUNCATED = (struct.error, IndexError)
 _VARINT_1 = [bytes((i,)) for i in range(128)]
 
 
+def as_bytes_view(data: bytes | bytearray | memoryview) -> memoryview:
+    """A flat memoryview of unsigned bytes over ``data`` (indexing it gives ints 0-255)."""
+    view = memoryview(data)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return view
+
+
 def read_uvarint(buf: memoryview, pos: int) -> tuple[int, int]:
     """The unsigned varint at ``pos`` (at most 5 bytes, below 2**32) and the position after it."""
     b = buf[pos]
@@ -213,7 +221,7 @@ def decode_produce_request(version: int, frame: bytes | memoryview, offset: int)
     :func:`split_batches`).
     """
     check_version("Produce", version, PRODUCE_VERSIONS)
-    buf = memoryview(frame)
+    buf = as_bytes_view(frame)
     try:
         if version >= PRODUCE_FIRST_FLEXIBLE:
             return _decode_request_flexible(buf, offset, len(buf))
@@ -412,7 +420,7 @@ def split_batches(records: bytes | memoryview | None) -> list[memoryview]:
     """
     if records is None:
         raise CorruptBatch("the partition's records are null: a produce needs one record batch")
-    buf = memoryview(records)
+    buf = as_bytes_view(records)
     end = len(buf)
     if end == 0:
         raise CorruptBatch("the partition's records are empty: a produce needs one record batch")
