@@ -161,8 +161,11 @@ def decode_request(header: RequestHeader, frame: bytes | memoryview, offset: int
 def encode_response(header: RequestHeader, body: Mapping[str, Any]) -> bytes:
     """The whole response frame (size prefix, response header, body in the request's version).
 
-    Missing keys take their defaults. Raises ``UnsupportedVersion`` for a version we do not
-    implement and ``InvalidArgument`` naming the field when a value cannot be encoded.
+    Missing keys take their defaults. An ApiVersions response with a non-zero error code is
+    written in the v0 layout, whatever the version: that is how clients read one (kafka-python
+    reads any failed ApiVersions as v0, Kafka's own client falls back to v0). Raises
+    ``UnsupportedVersion`` for a version we do not implement and ``InvalidArgument`` naming the
+    field when a value cannot be encoded.
     """
     api_key, version = header.api_key, header.api_version
     a = _api(api_key, version)
@@ -176,6 +179,8 @@ def encode_response(header: RequestHeader, body: Mapping[str, Any]) -> bytes:
         if flexible_header:
             head += b"\0"
         return b"".join([head, *parts])
+    if api_key == _API_VERSIONS and body.get("error_code", 0) != 0:
+        version = 0  # what clients expect of a failed ApiVersions (see decode_response)
     codec = compile_struct(a.response, version, a.is_flexible(version))
     w = Writer(bytearray(_PREFIX_CORRELATION.pack(0, header.correlation_id)))
     if flexible_header:
@@ -235,14 +240,15 @@ def decode_response(api_key: int, api_version: int,
                     frame: bytes | memoryview) -> tuple[int, dict[str, Any]]:
     """``(correlation_id, body)`` of a response frame (without its size prefix).
 
-    An ApiVersions response carrying error 35 is read in the v0 layout, as servers send it.
+    An ApiVersions response with a non-zero error code is read in the v0 layout, as servers
+    send it (and as kafka-python reads it).
     """
     a = _api(api_key, api_version)
     flexible = a.is_flexible(api_version)
     r = Reader(frame)
     correlation_id = r.int32()
     if api_key == _API_VERSIONS:
-        if api_version > 0 and r.remaining() >= 2 and r.int16() == _UNSUPPORTED_VERSION:
+        if api_version > 0 and r.remaining() >= 2 and r.int16() != 0:
             api_version, flexible = 0, False
         r.pos = 4
     elif flexible:
