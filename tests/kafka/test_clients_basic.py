@@ -164,7 +164,7 @@ def describe_live_group(client: str, bootstrap: str, topic: str, group: str, cli
             admin.close()
         assert desc["error"] is None, desc
         members = [(m["member_id"], m["client_id"],
-                    {(t.topic, p) for t in m["member_assignment"].assigned_partitions for p in t.partitions})
+                    {(t["topic"], p) for t in m["member_assignment"]["assigned_partitions"] for p in t["partitions"]})
                    for m in desc["members"]]
         return {"listed": listed.get(group), "state": desc["group_state"], "members": members,
                 "protocol_type": desc["protocol_type"], "protocol": desc["protocol_data"]}
@@ -250,7 +250,7 @@ def test_list_and_describe_groups(kafka_server: KafkaServer, client: str) -> Non
                     "(and librdkafka misreads its members)")
     assert len(desc["members"]) == 1, desc
     (member_id, member_client_id, assigned), = desc["members"]
-    assert member_id.startswith(client_id), desc  # all three clients' member ids start with it
     assert desc["protocol"] == DEFAULT_ASSIGNOR[client], desc
-    assert member_client_id == client_id, desc
     assert assigned == {(topic, 0), (topic, 1)}, desc
+    assert member_client_id == client_id, desc  # from the JoinGroup request's header
+    assert member_id.startswith(client_id + "-"), desc  # Kafka's member ids: client id + "-" + UUID
