@@ -23,8 +23,8 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from . import __version__
-from ._cli._common import CliError
-from .errors import StreamrtError
+from ._cli._common import BROKER_ENV, CliError, locked_message
+from .errors import DataDirLocked, StreamrtError
 
 __all__ = ["main", "build_parser"]
 
@@ -33,6 +33,8 @@ DATA_DIR_ENV = "STREAMRT_DATA_DIR"
 DEFAULT_LOCK_TIMEOUT = 1.0
 
 Handler = Callable[[argparse.Namespace], int]
+#: The commands that take --broker.
+_REMOTE_COMMANDS = frozenset({"topics", "produce", "consume", "groups", "dlq"})
 
 
 def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
@@ -62,6 +64,15 @@ def _seconds(text: str) -> float:
 def _group_name(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("a group name cannot be empty")
+    return text
+
+
+def _broker_address(text: str) -> str:
+    from ._cli.serve import parse_address
+
+    _host, port = parse_address(text)
+    if port == 0:
+        raise argparse.ArgumentTypeError(f"--broker needs the broker's port, got {text!r}")
     return text
 
 
@@ -100,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     global_options(common, suppress=True)
+    # --broker: the commands that can also run against a `streamrt serve` over the network.
+    # SUPPRESS, so that `topics --broker X list` and `topics list --broker X` both work.
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument(
+        "--broker", metavar="HOST:PORT", type=_broker_address, default=argparse.SUPPRESS,
+        help=f"talk to a running streamrt serve (any Kafka broker) at HOST:PORT instead of "
+             f"opening the data directory (default: ${BROKER_ENV})")
+    common_remote = [common, remote]
 
     parser = argparse.ArgumentParser(
         prog="streamrt",
@@ -111,11 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # ---- topics
-    topics = commands.add_parser("topics", parents=[common], help="create, list, describe, delete topics",
+    topics = commands.add_parser("topics", parents=common_remote, help="create, list, describe, delete topics",
                                  description="Manage topics.")
     actions = topics.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    create = actions.add_parser("create", parents=[common], help="create a topic",
+    create = actions.add_parser("create", parents=common_remote, help="create a topic",
                                 description="Create a topic. Creating it again with the same "
                                             "settings does nothing; with other settings it fails.")
     create.add_argument("name", help="topic name: 1-249 of [a-zA-Z0-9._-]")
@@ -133,17 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: delete)")
     create.set_defaults(func=_lazy("._cli.topics", "cmd_create"))
 
-    lst = actions.add_parser("list", parents=[common], help="list topic names",
+    lst = actions.add_parser("list", parents=common_remote, help="list topic names",
                              description="Print topic names, one per line.")
     lst.set_defaults(func=_lazy("._cli.topics", "cmd_list"))
 
-    describe = actions.add_parser("describe", parents=[common], help="show a topic's partitions and config",
+    describe = actions.add_parser("describe", parents=common_remote, help="show a topic's partitions and config",
                                   description="Show a topic's config and, per partition, the log "
                                               "start offset, high watermark, records and bytes.")
     describe.add_argument("name", help="topic name")
     describe.set_defaults(func=_lazy("._cli.topics", "cmd_describe"))
 
-    delete = actions.add_parser("delete", parents=[common], help="delete a topic and its records",
+    delete = actions.add_parser("delete", parents=common_remote, help="delete a topic and its records",
                                 description="Delete a topic with all its records and the "
                                             "offsets groups committed for it.")
     delete.add_argument("name", help="topic name")
@@ -151,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # ---- produce
     produce = commands.add_parser(
-        "produce", parents=[common], help="append lines of stdin or a file as records",
+        "produce", parents=common_remote, help="append lines of stdin or a file as records",
         description="Append one record per input line (the line without its newline is the "
                     "value). Keyed records go to Kafka's murmur2(key) % partitions; unkeyed "
                     "ones to partitions in turn, a batch at a time.")
@@ -165,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # ---- consume
     consume = commands.add_parser(
-        "consume", parents=[common], help="print records of a topic",
+        "consume", parents=common_remote, help="print records of a topic",
         description="Print record values, one per line. Starts at the log start, or where "
                     "--group last committed; with --group, commits what it printed.")
     consume.add_argument("topic", help="topic to read")
@@ -212,14 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_lazy("._cli.serve", "cmd_serve"))
 
     # ---- groups (consumer groups: list, describe, reset)
-    groups = commands.add_parser("groups", parents=[common], help="list, describe, reset consumer groups",
+    groups = commands.add_parser("groups", parents=common_remote, help="list, describe, reset consumer groups",
                                  description="Inspect consumer groups and move their committed offsets.")
     gactions = groups.add_subparsers(dest="action", metavar="ACTION", required=True)
-    glist = gactions.add_parser("list", parents=[common], help="list group names",
+    glist = gactions.add_parser("list", parents=common_remote, help="list group names",
                                 description="Print the groups with committed offsets or a "
                                             "generation, one per line.")
     glist.set_defaults(func=_lazy("._cli.groups", "cmd_list"))
-    gdesc = gactions.add_parser("describe", parents=[common], help="show a group's offsets and lag",
+    gdesc = gactions.add_parser("describe", parents=common_remote, help="show a group's offsets and lag",
                                 description="Show a group's generation and, per partition, its "
                                             "committed offset, the log end and the lag. Members "
                                             "live only in the process running the group, so "
@@ -227,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     gdesc.add_argument("group", type=_group_name, help="group name")
     gdesc.set_defaults(func=_lazy("._cli.groups", "cmd_describe"))
     greset = gactions.add_parser(
-        "reset", parents=[common], help="move a group's committed offsets",
+        "reset", parents=common_remote, help="move a group's committed offsets",
         description="Set the group's committed offsets of a topic: to the log start "
                     "(earliest), the log end (latest), an offset N (clamped to what is "
                     "stored), or the first record at or after a time: @MS (milliseconds since "
@@ -243,19 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     # ---- dlq (dead letters: list, inspect, replay)
     dlq = commands.add_parser(
-        "dlq", parents=[common], help="list, inspect, replay dead letters of queues",
+        "dlq", parents=common_remote, help="list, inspect, replay dead letters of queues",
         description="Dead letters of queue groups. NAME is a queue (NAME for all its groups, "
                     "or NAME/GROUP) or a dead-letter topic.")
     dactions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
     dlist = dactions.add_parser(
-        "list", parents=[common], help="count dead letters per dead-letter topic",
+        "list", parents=common_remote, help="count dead letters per dead-letter topic",
         description="One line per dead-letter topic (all of them, or NAME's): the queues "
                     "using it, pending and replayed letters, pending ones per reason.")
     dlist.add_argument("name", nargs="?", metavar="NAME", help="queue or dead-letter topic")
     dlist.set_defaults(func=_lazy("._cli.dlq", "cmd_list"))
     reasons = ("rejected", "expired", "max_deliveries", "overflow")
     dinspect = dactions.add_parser(
-        "inspect", parents=[common], help="show dead letters with their reasons",
+        "inspect", parents=common_remote, help="show dead letters with their reasons",
         description="Print each pending dead letter: reason, source topic, partition and "
                     "offset, queue, delivery count, time, key, headers and value.")
     dinspect.add_argument("name", metavar="NAME", help="queue or dead-letter topic")
@@ -267,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     dinspect.add_argument("--json", action="store_true", help="one JSON object per line")
     dinspect.set_defaults(func=_lazy("._cli.dlq", "cmd_inspect"))
     dreplay = dactions.add_parser(
-        "replay", parents=[common], help="send dead letters back to their source topics",
+        "replay", parents=common_remote, help="send dead letters back to their source topics",
         description="Append pending dead letters to the topic and partition they came from "
                     "(value, key and original headers; a new timestamp) and mark them "
                     "replayed in the same transaction: no letter is replayed twice.")
@@ -303,6 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+    except DataDirLocked as e:
+        # Held by a server: the commands with --broker can reach it through that instead.
+        message = locked_message(e) if args.command in _REMOTE_COMMANDS else str(e)
+        return _fail(message, args.debug)
     except (StreamrtError, CliError, OSError) as e:
         return _fail(str(e) or type(e).__name__, args.debug)
     except Exception as e:  # a bug: still one line unless --debug, but say what it was

@@ -16,10 +16,29 @@ log = logging.getLogger("streamrt.cli")
 # How often to retry a data directory that another process holds. The storage API offers no
 # blocking lock, so waiting for it means polling; 50 ms keeps the wait short without spinning.
 LOCK_RETRY_INTERVAL = 0.05
+BROKER_ENV = "STREAMRT_BROKER"
 
 
 class CliError(Exception):
     """A runtime error of the CLI itself (bad input file or line); main() prints it, exit 1."""
+
+
+def broker_of(args: object) -> str | None:
+    """The broker a command talks to: its ``--broker``, else ``$STREAMRT_BROKER``, else None
+    (the command opens the data directory itself)."""
+    return getattr(args, "broker", None) or os.environ.get(BROKER_ENV) or None
+
+
+def locked_message(e: DataDirLocked) -> str:
+    """The one-line error for a data directory another process holds: when that process is
+    a ``streamrt serve`` (its address file is there), say so and point at ``--broker``."""
+    from .serve import server_address
+
+    address = server_address(e.path)
+    if address is None:
+        return str(e)
+    holder = f"streamrt serve (pid {e.pid})" if e.pid else "streamrt serve"
+    return f"{e.path} is held by {holder}, listening on {address}; use --broker {address}"
 
 
 def is_data_dir(path: str) -> bool:

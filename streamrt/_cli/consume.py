@@ -30,7 +30,7 @@ from types import FrameType
 
 from ..errors import DataDirLocked, OffsetOutOfRange, UnknownPartition, UnknownTopic
 from ..storage import LogStore, StoredRecord, check_topic_name
-from ._common import open_existing, open_store, warn, write_stdout
+from ._common import broker_of, open_existing, open_store, warn, write_stdout
 
 log = logging.getLogger("streamrt.cli")
 
@@ -77,7 +77,12 @@ def cmd_consume(args: argparse.Namespace) -> int:
     another run is interrupted."""
     topic = check_topic_name(args.topic)
     with _graceful_signals() as stop:
-        _Consumer(args, topic, stop).run()
+        if broker_of(args):
+            from . import remote_records
+
+            remote_records.consume(args, stop)
+        else:
+            _Consumer(args, topic, stop).run()
     if stop.signum is not None and not args.follow:
         return 128 + stop.signum
     return 0

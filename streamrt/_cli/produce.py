@@ -19,7 +19,7 @@ import orjson
 from .._murmur2 import partition_for_key
 from ..errors import UnknownPartition
 from ..storage import LogStore, TopicInfo, WriteBatch, check_topic_name
-from ._common import CliError, Progress, is_terminal, open_existing, plural
+from ._common import CliError, Progress, broker_of, is_terminal, open_existing, plural
 
 BATCH_RECORDS = 1_000
 READ_BYTES = 1 << 20
@@ -29,6 +29,10 @@ Rec = tuple[bytes | None, bytes]
 
 def cmd_produce(args: argparse.Namespace) -> int:
     """Append each input line as a record and print how many were written."""
+    if broker_of(args):
+        from . import remote_records
+
+        return remote_records.produce(args)
     topic = check_topic_name(args.topic)
     source_name = args.file if args.file is not None else "stdin"
     stream = _open_input(args.file)
