@@ -250,6 +250,26 @@ def streamrt_server(tmp_path: Path) -> Iterator[KafkaServer]:
 
 
 @pytest.fixture
+def streamrt_run(tmp_path: Path) -> Iterator[Callable[[Path], KafkaServer]]:
+    """Start ``streamrt run APP --listen`` (one per test) and get it as a server."""
+    if "streamrt" not in selected_targets():
+        pytest.skip("needs streamrt run, not selected by " + TARGET_ENV)
+    started: list[KafkaServer] = []
+
+    def run(app: Path) -> KafkaServer:
+        server = KafkaServer("streamrt", tmp_path / f"app{len(started)}", command=["run", str(app)])
+        started.append(server)
+        _live.append(server)
+        server.start()
+        return server
+
+    yield run
+    for server in started:
+        server.kill()
+        _live.remove(server)
+
+
+@pytest.fixture
 def server_factory(target: str, tmp_path: Path) -> Iterator[Callable[..., KafkaServer]]:
     """Start extra servers of the current target, e.g. with ``advertise=`` a proxy's address."""
     started: list[KafkaServer] = []
