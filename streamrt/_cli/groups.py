@@ -19,11 +19,15 @@ from ..broker._assignors import decode_assignment
 from ..broker._group_fsm import GroupDescription
 from ..errors import InvalidArgument, UnknownGroup, UnknownPartition
 from ..storage import LogStore, check_topic_name
-from ._common import is_terminal, open_existing, open_store, warn
+from ._common import broker_of, is_terminal, open_existing, open_store, warn
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print group names, one per line."""
+    if broker_of(args):
+        from . import remote_groups
+
+        return remote_groups.groups_list(args)
     store = open_store(args.data_dir, create=False, lock_timeout=args.lock_timeout)
     names: list[str] = []
     if store is not None:
@@ -38,6 +42,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_describe(args: argparse.Namespace) -> int:
     """Print a group's generation and per-partition committed offsets, log ends and lags."""
+    if broker_of(args):
+        from . import remote_groups
+
+        return remote_groups.groups_describe(args)
     store = open_store(args.data_dir, create=False, lock_timeout=args.lock_timeout)
     if store is None:
         raise UnknownGroup(args.group)
@@ -128,6 +136,10 @@ def reset_offsets(store: LogStore, topic: str, target: tuple[str, int],
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """Move the group's committed offsets of a topic; prints old and new offsets."""
+    if broker_of(args):
+        from . import remote_groups
+
+        return remote_groups.groups_reset(args)
     topic = check_topic_name(args.topic)
     target = parse_target(args.to)
     with open_existing(args.data_dir, topic, args.lock_timeout) as store:

@@ -39,6 +39,8 @@ log = logging.getLogger("streamrt.cli")
 
 #: Seconds to connect to the broker before giving up (aiokafka would retry for ever).
 CONNECT_TIMEOUT = 5.0
+#: Seconds a consumer of a group may take to start and be handed its partitions.
+JOIN_TIMEOUT = 30.0
 #: Milliseconds a request may take once connected.
 REQUEST_TIMEOUT_MS = 15_000
 _TOPIC_ALREADY_EXISTS = 36

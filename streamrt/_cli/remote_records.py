@@ -28,11 +28,9 @@ from ..storage import check_topic_name
 from ._common import CliError, is_terminal, plural, warn, write_stdout
 from .consume import READ_RECORDS, _StopFlag, format_records
 from .produce import _check_file, _open_input, _Writer, iter_line_chunks, parse_keys
-from .remote import CONNECT_TIMEOUT, Remote, run
+from .remote import CONNECT_TIMEOUT, JOIN_TIMEOUT, Remote, run
 
 POLL_MS = 200
-#: Seconds to wait for the group to hand this consumer its partitions.
-JOIN_TIMEOUT = 30.0
 
 
 # ---- produce
