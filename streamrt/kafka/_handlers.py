@@ -52,6 +52,14 @@ _CONFIGS = {
 }
 
 
+@attrs.frozen
+class Caller:
+    """Who sent a request: the client id from its header and the peer's host."""
+
+    client_id: str
+    host: str
+
+
 @attrs.define
 class ServerConfig:
     """Settings of ``streamrt serve`` (the names of the CLI options, with ``_``)."""
@@ -97,7 +105,7 @@ class Handlers:
         host, port = self.config.advertised
         return {"node_id": NODE_ID, "host": host, "port": port, "rack": None}
 
-    async def metadata(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def metadata(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         requested = body.get("topics")
         auto = self.config.auto_create_topics and body.get("allow_auto_topic_creation", True)
         if requested is None or (version == 0 and not requested):
@@ -147,7 +155,7 @@ class Handlers:
         ]
         return entry
 
-    async def find_coordinator(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def find_coordinator(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         host, port = self.config.advertised
         key_type = body.get("key_type", 0)
         err = E.NONE if key_type == 0 else E.COORDINATOR_NOT_AVAILABLE  # no transactions
@@ -161,7 +169,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ topics
 
-    async def create_topics(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def create_topics(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         out = []
         for t in body.get("topics") or []:
             name = t["name"]
@@ -203,7 +211,7 @@ class Handlers:
                 entry["error_code"], entry["error_message"] = error_code(e), str(e)
         return {"throttle_time_ms": 0, "topics": out}
 
-    async def delete_topics(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def delete_topics(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         if version >= 6:
             names = [t.get("name") for t in body.get("topics") or []]
         else:
@@ -221,7 +229,7 @@ class Handlers:
                 entry["error_code"], entry["error_message"] = error_code(e), str(e)
         return {"throttle_time_ms": 0, "responses": out}
 
-    async def describe_configs(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def describe_configs(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         results = []
         for r in body.get("resources") or []:
             rtype, name = r.get("resource_type"), r.get("resource_name")
@@ -254,7 +262,7 @@ class Handlers:
     # ------------------------------------------------------------------ produce
 
     async def produce_submit(
-        self, version: int, body: Mapping[str, Any]
+        self, version: int, body: Mapping[str, Any], caller: Caller
     ) -> Callable[[], Awaitable[dict[str, Any]]]:
         """Queue every partition's batches now (in the caller's order); the returned
         function waits until they are durable and builds the response."""
@@ -305,7 +313,7 @@ class Handlers:
 
         return finish
 
-    async def init_producer_id(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def init_producer_id(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         if body.get("transactional_id") is not None:
             return {"throttle_time_ms": 0, "error_code": E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                     "producer_id": -1, "producer_epoch": -1}
@@ -324,7 +332,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ reads
 
-    async def fetch(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def fetch(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         if body.get("session_id", 0) not in (0,) and body.get("session_epoch", -1) > 0:
             return {"throttle_time_ms": 0, "error_code": E.FETCH_SESSION_ID_NOT_FOUND,
                     "session_id": 0, "responses": []}
@@ -366,7 +374,7 @@ class Handlers:
                 entry: dict[str, Any] = {
                     "partition_index": idx, "error_code": E.NONE, "high_watermark": -1,
                     "last_stable_offset": -1, "log_start_offset": -1,
-                    "aborted_transactions": [], "preferred_read_replica": -1, "records": None}
+                    "aborted_transactions": [], "preferred_read_replica": -1, "records": b""}
                 parts.append(entry)
                 try:
                     hw = store.high_watermark(name, idx)
@@ -390,7 +398,7 @@ class Handlers:
                     total += sum(len(b) for b in batches)
         return out, total
 
-    async def list_offsets(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def list_offsets(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         store = self.broker.store
         topics = []
         for t in body.get("topics") or []:
@@ -423,7 +431,7 @@ class Handlers:
                 entry["old_style_offsets"] = [off] if off >= 0 else []
         return {"throttle_time_ms": 0, "topics": topics}
 
-    async def offset_for_leader_epoch(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def offset_for_leader_epoch(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         topics = []
         for t in body.get("topics") or []:
             parts = []
@@ -443,7 +451,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ groups
 
-    async def join_group(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def join_group(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         group = body["group_id"]
         session = body["session_timeout_ms"] / 1000.0
         rebalance = body.get("rebalance_timeout_ms", -1)
@@ -457,7 +465,7 @@ class Handlers:
             return {**fail, "error_code": E.INVALID_SESSION_TIMEOUT}
         try:
             r = await self.broker.groups.join(
-                group, member_id=body.get("member_id") or "", client_id="",
+                group, member_id=body.get("member_id") or "", client_id=caller.client_id,
                 session_timeout=session, rebalance_timeout=rebalance,
                 protocol_type=body.get("protocol_type") or "",
                 protocols=[(p["name"], bytes(p["metadata"])) for p in body.get("protocols") or []])
@@ -469,7 +477,7 @@ class Handlers:
                 "members": [{"member_id": m, "group_instance_id": None, "metadata": meta}
                             for m, meta in r.members]}
 
-    async def sync_group(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def sync_group(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         assignments = body.get("assignments") or []
         try:
             a = await self.broker.groups.sync(
@@ -484,7 +492,7 @@ class Handlers:
                 "protocol_type": body.get("protocol_type"),
                 "protocol_name": body.get("protocol_name")}
 
-    async def heartbeat(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def heartbeat(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         try:
             await self.broker.groups.heartbeat(body["group_id"], member_id=body["member_id"],
                                                generation=body["generation_id"])
@@ -492,7 +500,7 @@ class Handlers:
             return {"throttle_time_ms": 0, "error_code": error_code(e)}
         return {"throttle_time_ms": 0, "error_code": E.NONE}
 
-    async def leave_group(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def leave_group(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         group = body["group_id"]
         if version >= 3:
             members = [m["member_id"] for m in body.get("members") or []]
@@ -509,7 +517,7 @@ class Handlers:
         top = results[0]["error_code"] if version < 3 and results else E.NONE
         return {"throttle_time_ms": 0, "error_code": top, "members": results}
 
-    async def offset_commit(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def offset_commit(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         group = body["group_id"]
         generation = body.get("generation_id_or_member_epoch", body.get("generation_id", -1))
         offsets = {(t["name"], p["partition_index"]): p["committed_offset"]
@@ -539,7 +547,7 @@ class Handlers:
         store = self.broker.store
         return store.has_topic(topic) and 0 <= partition < store.topic(topic).partitions
 
-    async def offset_fetch(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def offset_fetch(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         if version >= 8:
             groups = [{"group_id": g["group_id"], "error_code": E.NONE,
                        "topics": self._fetched(g["group_id"], g.get("topics"))}
@@ -563,7 +571,7 @@ class Handlers:
                 for p in t.get("partition_indexes") or []]})
         return out
 
-    async def describe_groups(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def describe_groups(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         out = []
         for g in body.get("groups") or []:
             entry: dict[str, Any] = {"error_code": E.NONE, "error_message": None, "group_id": g,
@@ -589,7 +597,7 @@ class Handlers:
                  "member_assignment": m.assignment} for m in d.members]
         return {"throttle_time_ms": 0, "groups": out}
 
-    async def list_groups(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def list_groups(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
         states = body.get("states_filter") or []
         groups = []
         for g in self.broker.groups.list_groups():

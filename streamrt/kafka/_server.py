@@ -22,7 +22,7 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from ..errors import ProtocolError, UnsupportedVersion
 from . import _codec, _fetch, _produce
-from ._handlers import Handlers, ServerConfig
+from ._handlers import Caller, Handlers, ServerConfig
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -38,7 +38,7 @@ _codec.FAST_DECODERS.setdefault(1, _fetch.decode_fetch_request)
 _codec.FAST_ENCODERS.setdefault(0, _produce.encode_produce_response)
 _codec.FAST_ENCODERS.setdefault(1, _fetch.encode_fetch_response)
 
-Handler = Callable[[int, Mapping[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[int, Mapping[str, Any], Caller], Awaitable[dict[str, Any]]]
 
 
 class KafkaServer:
@@ -90,7 +90,8 @@ class KafkaServer:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _api_versions(self, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def _api_versions(self, version: int, body: Mapping[str, Any],
+                            caller: Caller) -> dict[str, Any]:
         return {"error_code": 0, "throttle_time_ms": 0, "api_keys": [
             {"api_key": k, "min_version": lo, "max_version": hi}
             for k, (lo, hi) in sorted(_codec.SUPPORTED.items())]}
@@ -116,9 +117,10 @@ class _Connection:
         self.cfg = server.config
         self.stream = stream
         try:
+            self.host = str(stream.extra(SocketAttribute.remote_address)[0])
             self.peer = "%s:%s" % stream.extra(SocketAttribute.remote_address)[:2]
-        except Exception:  # noqa: BLE001 - a peer name is only for logs
-            self.peer = "?"
+        except Exception:  # noqa: BLE001 - a peer name is only for logs and DescribeGroups
+            self.host = self.peer = "?"
         self.outbound = 0
         self.room = anyio.Event()  # set when outbound drops below the limit
 
@@ -170,7 +172,7 @@ class _Connection:
                 return
             raise ProtocolError(f"{e} (api key {key} v{version})") from None
         if key == _PRODUCE:
-            finish = await self.server.handlers.produce_submit(version, body)
+            finish = await self.server.handlers.produce_submit(version, body, self._caller(header))
             tg.start_soon(self._finish, header, finish, slot, body.get("acks", -1) == 0)
             return
         handler = self.server._routes.get(key)
@@ -178,10 +180,13 @@ class _Connection:
             raise ProtocolError(f"api key {key} is not supported")
         tg.start_soon(self._handle, header, handler, body, slot)
 
+    def _caller(self, header: Any) -> Caller:
+        return Caller(header.client_id or "", self.host)
+
     async def _handle(self, header: Any, handler: Handler, body: Mapping[str, Any],
                       slot: _Slot) -> None:
         try:
-            resp = await handler(header.api_version, body)
+            resp = await handler(header.api_version, body, self._caller(header))
         except Exception as e:  # a bug or an unexpected state: this connection only
             log.exception("api key %d v%d failed", header.api_key, header.api_version)
             raise ProtocolError(f"request failed: {e!r}") from e
