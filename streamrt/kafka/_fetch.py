@@ -155,7 +155,8 @@ def _decode_request_flexible(buf: memoryview, pos: int, end: int) -> dict[str, A
         for _ in range(nparts):
             p, leader_epoch, fetch_offset, fetched_epoch, start, max_b = unpack(buf, pos)
             pos += psize
-            pos = skip_tagged_fields(buf, pos, end)
+            # inline: a partition almost never has tagged fields
+            pos = pos + 1 if buf[pos] == 0 else skip_tagged_fields(buf, pos, end)
             parts.append({"partition": p, "current_leader_epoch": leader_epoch,
                           "fetch_offset": fetch_offset, "last_fetched_epoch": fetched_epoch,
                           "log_start_offset": start, "partition_max_bytes": max_b})
@@ -240,106 +241,123 @@ def encode_fetch_response(version: int, body: Mapping[str, Any]) -> list[bytes]:
         raise InvalidArgument(f"Fetch v{version} response body cannot be encoded: {e!r}") from None
 
 
-def _records_parts(records: Any) -> tuple[int, list[Any]]:
+def _records_chunks(records: Any) -> tuple[int, list[Any] | tuple[Any, ...]]:
     """Total length and chunks of a partition's ``records`` (not None)."""
+    if type(records) is list:
+        return (len(records[0]) if len(records) == 1 else sum(map(len, records))), records
     if isinstance(records, (bytes, bytearray, memoryview)):
-        return len(records), [records]
+        return len(records), (records,)
     chunks = list(records)
-    return sum(len(c) for c in chunks), chunks
+    return sum(map(len, chunks)), chunks
 
 
-def _emit_records(out: bytearray, chunks: list[bytes], parts: list[Any]) -> bytearray:
-    """Append record chunks after the fields in ``out``: small ones copied into ``out``, large
-    ones as chunks of their own. Returns the buffer to go on with."""
-    for c in parts:
-        if len(c) < INLINE_RECORDS_MAX:
-            out += c
-        else:
-            if out:
-                chunks.append(bytes(out))
-                out = bytearray()
-            chunks.append(c if type(c) is bytes else bytes(c))
-    return out
+# Both encoders collect the encoded fields as a list of small pieces (a "run"); a record chunk
+# of INLINE_RECORDS_MAX bytes or more ends the run: the run is joined into one chunk and the
+# record chunk follows as it is. Appending pieces to a list and joining once is cheaper than
+# growing a bytearray piece by piece, and copies each small record chunk once.
 
 
 def _encode_response_classic(version: int, body: Mapping[str, Any]) -> list[bytes]:
     chunks: list[bytes] = []
-    out = bytearray()
+    run: list[Any] = []
+    put = run.append
+    get = body.get
     if version >= 7:
-        out += _TOP_RESP_V7.pack(body.get("throttle_time_ms", 0), body.get("error_code", 0),
-                                 body.get("session_id", 0))
+        put(_TOP_RESP_V7.pack(get("throttle_time_ms", 0), get("error_code", 0),
+                              get("session_id", 0)))
     else:
-        out += _TOP_RESP_V4.pack(body.get("throttle_time_ms", 0))
+        put(_TOP_RESP_V4.pack(get("throttle_time_ms", 0)))
     responses = body["responses"]
-    out += I32.pack(len(responses))
+    put(I32.pack(len(responses)))
     with_start = version >= 5
     with_replica = version >= 11
+    pack_i32 = I32.pack
     for topic in responses:
-        out += string(topic["topic"])
+        put(string(topic["topic"]))
         parts = topic["partitions"]
-        out += I32.pack(len(parts))
+        put(pack_i32(len(parts)))
         for p in parts:
+            get = p.get
             if with_start:
-                out += _PRESP_V5.pack(p["partition_index"], p["error_code"], p["high_watermark"],
-                                      p.get("last_stable_offset", -1),
-                                      p.get("log_start_offset", -1))
+                put(_PRESP_V5.pack(p["partition_index"], p["error_code"], p["high_watermark"],
+                                   get("last_stable_offset", -1), get("log_start_offset", -1)))
             else:
-                out += _PRESP_V4.pack(p["partition_index"], p["error_code"], p["high_watermark"],
-                                      p.get("last_stable_offset", -1))
-            aborted = p.get("aborted_transactions", ())  # the schema default: empty
+                put(_PRESP_V4.pack(p["partition_index"], p["error_code"], p["high_watermark"],
+                                   get("last_stable_offset", -1)))
+            aborted = get("aborted_transactions", ())  # the schema default: empty
             if aborted is None:
-                out += b"\xff\xff\xff\xff"
+                put(b"\xff\xff\xff\xff")
             else:
-                out += I32.pack(len(aborted))
+                put(pack_i32(len(aborted)))
                 for a in aborted:
-                    out += _ABORTED.pack(a["producer_id"], a["first_offset"])
+                    put(_ABORTED.pack(a["producer_id"], a["first_offset"]))
             if with_replica:
-                out += I32.pack(p.get("preferred_read_replica", -1))
-            records = p.get("records")
+                put(pack_i32(get("preferred_read_replica", -1)))
+            records = get("records")
             if records is None:
-                out += b"\xff\xff\xff\xff"
-            else:
-                size, rparts = _records_parts(records)
-                out += I32.pack(size)
-                out = _emit_records(out, chunks, rparts)
-    if out:
-        chunks.append(bytes(out))
+                put(b"\xff\xff\xff\xff")
+                continue
+            size, rchunks = _records_chunks(records)
+            put(pack_i32(size))
+            for c in rchunks:
+                if len(c) < INLINE_RECORDS_MAX:
+                    put(c)
+                else:
+                    if run:
+                        chunks.append(b"".join(run))
+                        run.clear()
+                    chunks.append(c if type(c) is bytes else bytes(c))
+    if run:
+        chunks.append(b"".join(run))
     return chunks
 
 
 def _encode_response_flexible(body: Mapping[str, Any]) -> list[bytes]:
     chunks: list[bytes] = []
-    out = bytearray()
-    out += _TOP_RESP_V7.pack(body.get("throttle_time_ms", 0), body.get("error_code", 0),
-                             body.get("session_id", 0))
+    run: list[Any] = []
+    put = run.append
+    get = body.get
+    put(_TOP_RESP_V7.pack(get("throttle_time_ms", 0), get("error_code", 0), get("session_id", 0)))
     responses = body["responses"]
-    out += uvarint(len(responses) + 1)
+    put(uvarint(len(responses) + 1))
+    pack_i32 = I32.pack
     for topic in responses:
-        out += compact_string(topic["topic"])
+        put(compact_string(topic["topic"]))
         parts = topic["partitions"]
-        out += uvarint(len(parts) + 1)
+        put(uvarint(len(parts) + 1))
         for p in parts:
-            out += _PRESP_V5.pack(p["partition_index"], p["error_code"], p["high_watermark"],
-                                  p.get("last_stable_offset", -1), p.get("log_start_offset", -1))
-            aborted = p.get("aborted_transactions", ())  # the schema default: empty
-            if aborted is None:
-                out += b"\x00"
+            get = p.get
+            put(_PRESP_V5.pack(p["partition_index"], p["error_code"], p["high_watermark"],
+                               get("last_stable_offset", -1), get("log_start_offset", -1)))
+            aborted = get("aborted_transactions", ())  # the schema default: empty
+            if not aborted:
+                put(b"\x00" if aborted is None else b"\x01")
             else:
-                out += uvarint(len(aborted) + 1)
+                put(uvarint(len(aborted) + 1))
                 for a in aborted:
-                    out += _ABORTED_FLEX.pack(a["producer_id"], a["first_offset"], 0)
-            out += I32.pack(p.get("preferred_read_replica", -1))
-            records = p.get("records")
+                    put(_ABORTED_FLEX.pack(a["producer_id"], a["first_offset"], 0))
+            put(pack_i32(get("preferred_read_replica", -1)))
+            records = get("records")
             if records is None:
-                out += b"\x00"
+                put(b"\x00")
             else:
-                size, rparts = _records_parts(records)
-                out += uvarint(size + 1)
-                out = _emit_records(out, chunks, rparts)
-            out += _partition_tags(p)
-        out += b"\x00"
-    out += b"\x00"  # NodeEndpoints (tag 0) exists from version 16 only
-    chunks.append(bytes(out))
+                size, rchunks = _records_chunks(records)
+                put(uvarint(size + 1))
+                for c in rchunks:
+                    if len(c) < INLINE_RECORDS_MAX:
+                        put(c)
+                    else:
+                        if run:
+                            chunks.append(b"".join(run))
+                            run.clear()
+                        chunks.append(c if type(c) is bytes else bytes(c))
+            if "current_leader" in p or "diverging_epoch" in p or "snapshot_id" in p:
+                put(_partition_tags(p))
+            else:
+                put(b"\x00")
+        put(b"\x00")
+    put(b"\x00")  # NodeEndpoints (tag 0) exists from version 16 only
+    chunks.append(b"".join(run))
     return chunks
 
 

@@ -161,6 +161,8 @@ def uvarint(n: int) -> bytes:
     """``n`` (0 <= n < 2**32) as an unsigned varint."""
     if n < 0x80:
         return _VARINT_1[n]
+    if n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -287,7 +289,8 @@ def _decode_request_flexible(buf: memoryview, pos: int, end: int) -> dict[str, A
                 pos += size
             else:
                 records = None
-            pos = skip_tagged_fields(buf, pos, end)
+            # inline: a partition almost never has tagged fields
+            pos = pos + 1 if buf[pos] == 0 else skip_tagged_fields(buf, pos, end)
             parts.append({"index": index, "records": records})
         pos = skip_tagged_fields(buf, pos, end)
         topics.append({"name": name, "partition_data": parts})

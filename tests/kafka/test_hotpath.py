@@ -218,7 +218,7 @@ def test_fetch_request_matches_kafka_python(version: int, body: dict[str, Any]) 
 @SETTINGS
 def test_fetch_response_matches_kafka_python(version: int, body: dict[str, Any]) -> None:
     chunks = encode_fetch_response(version, body)
-    assert all(type(c) is bytes for c in chunks)
+    assert all(type(c) is bytes and c for c in chunks)  # bytes, none of them empty
     assert b"".join(chunks) == kp_encode(FetchResponse, body, version)
 
 
