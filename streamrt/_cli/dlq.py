@@ -22,7 +22,7 @@ from ..broker import _queue_dlq as dlq
 from ..broker._queue_state import REASONS
 from ..errors import UnknownQueue
 from ..storage import LogStore
-from ._common import open_store, plural, write_stdout
+from ._common import broker_of, open_store, plural, write_stdout
 
 REPLAY_CHUNK = 1_000
 
@@ -45,6 +45,10 @@ def _need(args: argparse.Namespace) -> LogStore:
 def cmd_list(args: argparse.Namespace) -> int:
     """One line per dead-letter topic: the queues using it, pending and replayed letters,
     and the pending ones per reason."""
+    if broker_of(args):
+        from . import remote_dlq
+
+        return remote_dlq.dlq_list(args)
     store = _open(args, args.name)
     if store is None:
         return 0
@@ -74,6 +78,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Print dead letters with their reason, source, delivery count, key, headers, value."""
+    if broker_of(args):
+        from . import remote_dlq
+
+        return remote_dlq.dlq_inspect(args)
     with _need(args) as store:
         letters = []
         for topic in dlq.resolve(store, args.name):
@@ -112,6 +120,10 @@ def _show(b: bytes | None) -> str:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Append dead letters back to their source topics, each exactly once."""
+    if broker_of(args):
+        from . import remote_dlq
+
+        return remote_dlq.dlq_replay(args)
     with _need(args) as store:
         total = 0
         sources: Counter[str] = Counter()

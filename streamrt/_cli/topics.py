@@ -12,9 +12,9 @@ from ._common import broker_of, is_terminal, open_existing, open_store, plural
 def cmd_create(args: argparse.Namespace) -> int:
     """Create a topic; creating it again with the same settings is a no-op (exit 0)."""
     if broker_of(args):
-        from . import remote
+        from . import remote_topics
 
-        return remote.topics_create(args)
+        return remote_topics.topics_create(args)
     name = check_topic_name(args.name)
     # Built before opening the store, so a bad setting never creates a data directory.
     config = TopicConfig(
@@ -39,9 +39,9 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     """Print topic names, one per line. A missing data directory just has no topics."""
     if broker_of(args):
-        from . import remote
+        from . import remote_topics
 
-        return remote.topics_list(args)
+        return remote_topics.topics_list(args)
     store = open_store(args.data_dir, create=False, lock_timeout=args.lock_timeout)
     names: list[str] = []
     if store is not None:
@@ -58,9 +58,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_describe(args: argparse.Namespace) -> int:
     """Print a topic's config and, per partition, log start, high watermark, records, bytes."""
     if broker_of(args):
-        from . import remote
+        from . import remote_topics
 
-        return remote.topics_describe(args)
+        return remote_topics.topics_describe(args)
     name = check_topic_name(args.name)
     with open_existing(args.data_dir, name, args.lock_timeout) as store:
         print(describe(store, store.topic(name)))
@@ -105,9 +105,9 @@ def _or_none(value: int | None) -> str:
 def cmd_delete(args: argparse.Namespace) -> int:
     """Delete a topic, its records and the offsets committed for it."""
     if broker_of(args):
-        from . import remote
+        from . import remote_topics
 
-        return remote.topics_delete(args)
+        return remote_topics.topics_delete(args)
     name = check_topic_name(args.name)
     with open_existing(args.data_dir, name, args.lock_timeout) as store:
         store.delete_topic_sync(name)
