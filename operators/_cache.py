@@ -92,7 +92,8 @@ class StateCache:
         # clean entries in least-recently-used order (a dict as an ordered set). Lazy: a key
         # made dirty stays listed until eviction or the snapshot puts it at the end again.
         self.clean: dict[Any, None] = {}
-        self.members: dict[Any, set[Any]] = {}  # group -> its cached keys (grouped caches)
+        # group -> its cached keys, in insertion order (grouped caches)
+        self.members: dict[Any, dict[Any, None]] = {}
         self.uncached: dict[Any, int] = {}  # group -> stored keys not in the cache
         self.counts: dict[Any, int] = {}  # group -> stored keys (once the snapshot is written)
         self.counts_dirty = False
@@ -139,7 +140,7 @@ class StateCache:
         self.clean[key] = None
         g = self.group(key) if self.group is not None else None
         if self.group is not None:
-            self.members.setdefault(g, set()).add(key)
+            self.members.setdefault(g, {})[key] = None
         if count:
             self.counts[g] = self.counts.get(g, 0) + 1
 
@@ -185,11 +186,11 @@ class StateCache:
         self.uncached[g] -= 1
         self.data[key] = value
         self.stored.add(key)
-        self.clean[key] = None
         if self.group is not None:
-            self.members.setdefault(g, set()).add(key)
+            self.members.setdefault(g, {})[key] = None
         if self.max_entries is not None and len(self.data) > self.max_entries:
-            self._evict()
+            self._evict()  # (before the key is listed as clean: it must not be the one to go)
+        self.clean[key] = None
         return value
 
     def set(self, key: Any, value: Any) -> None:
@@ -202,9 +203,9 @@ class StateCache:
                 g = self.group(key)
                 m = self.members.get(g)
                 if m is None:
-                    self.members[g] = {key}
+                    self.members[g] = {key: None}
                 else:
-                    m.add(key)
+                    m[key] = None
             data[key] = value
             self.dirty.add(key)
             if self.max_entries is not None and len(data) > self.max_entries:
@@ -221,9 +222,9 @@ class StateCache:
         if self.group is not None:
             m = self.members.get(group)
             if m is None:
-                self.members[group] = {key}
+                self.members[group] = {key: None}
             else:
-                m.add(key)
+                m[key] = None
         if self.max_entries is not None and len(self.data) > self.max_entries:
             self._evict()
 
@@ -237,12 +238,12 @@ class StateCache:
         if self.group is not None:
             m = self.members.get(self.group(key))
             if m is not None:
-                m.discard(key)
+                m.pop(key, None)
 
     def pop_group(self, group: Any) -> Iterator[tuple[Any, Any]]:
         """Every (key, value) of a group, cached or stored, each deleted as it is yielded."""
         assert self.group is not None and self.group_prefix is not None
-        cached = self.members.pop(group, set())
+        cached = self.members.pop(group, {})
         data, dirty = self.data, self.dirty
         for key in cached:
             value = data.pop(key, None)
@@ -288,7 +289,7 @@ class StateCache:
                 g = self.group(key)
                 m = self.members.get(g)
                 if m is not None:
-                    m.discard(key)
+                    m.pop(key, None)
                     if not m:
                         del self.members[g]
             self.uncached[g] = self.uncached.get(g, 0) + 1

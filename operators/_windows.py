@@ -28,6 +28,7 @@ Sessions keep a close time per key in memory, so their cache is not bounded.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import operator
@@ -389,14 +390,16 @@ class WindowAggregate(TimedOperator):
             gap = self.spec.gap
             for k in touched:
                 for s in self.cache.data.get(k, ()):
-                    vals.append(self._session_result(k, s, False))
+                    vals.append(copy.deepcopy(self._session_result(k, s, False)))
                     keys.append(k)
                     ts.append(s[1] + gap - 1)
         else:
             for sk in touched:
                 acc = self.cache.data.get(sk)
                 if acc is not None:
-                    k, out, t = self._result(sk, acc, False)
+                    # a copy: the record would share (collect's) lists with the live
+                    # accumulator, and a later element would change a result already emitted
+                    k, out, t = self._result(sk, copy.deepcopy(acc), False)
                     vals.append(out)
                     keys.append(k)
                     ts.append(t)

@@ -1,8 +1,9 @@
 """Drive an operator like the runner does, with optional snapshot/restore round trips.
 
-``Driver`` keeps a fake store (what the checkpoints wrote); ``restart()`` snapshots, builds a
-fresh operator with the factory and restores it from the store, as a restart after a crash
-right after a checkpoint would.
+``Driver`` keeps a dict as the store (what the checkpoints wrote), which the operator reads
+through a handle for its whole life, as it reads LMDB in the runner (``get``/``scan``);
+``restart()`` snapshots, builds a fresh operator with the factory and restores it from the
+store, as a restart after a crash right after a checkpoint would.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Driver:
         op = self.make()
         if self.parts is not None and hasattr(op, "open_parts"):
             op.open_parts(self.parts)
+        op.restore(Handle(self.store))  # as the runner does: the handle for the op's life
         return op
 
     def _collect(self, batches: list[Batch]) -> None:
@@ -74,4 +76,3 @@ class Driver:
     def restart(self) -> None:
         self.checkpoint()
         self.op = self._fresh()
-        self.op.restore(Handle(self.store))

@@ -1,0 +1,173 @@
+"""Operator state larger than its cache: pipelines with ``state_cache_size=4`` over many keys
+give the same results as with a large cache and as plain-Python references, across a crash and
+a restart from the last checkpoint."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import streamrt as sr
+from streamrt import errors
+
+TINY = 4
+LARGE = 100_000
+USERS = 300
+
+
+def _read(path: Path, topic: str) -> list[Any]:
+    with sr.open_log(path, maintenance_interval=None) as log:
+        return [orjson.loads(r.value) for p in range(log.topic(topic).partitions)
+                for r in log.read(topic, p, 0, max_records=10**7)]
+
+
+def _canon(xs: list[Any]) -> Counter[bytes]:
+    return Counter(orjson.dumps(x, option=orjson.OPT_SORT_KEYS) for x in xs)
+
+
+def _events(n: int, seed: int) -> list[dict[str, Any]]:
+    rnd = random.Random(seed)
+    return [{"id": i, "user": rnd.randrange(USERS), "v": rnd.randrange(100), "ts": i * 10}
+            for i in range(n)]
+
+
+def _crash_once(at: int) -> Any:
+    crashed: list[int] = []
+
+    def flaky(e: dict[str, Any]) -> dict[str, Any]:
+        if e["id"] == at and not crashed:  # once: the restarted task gets past it
+            crashed.append(1)
+            raise RuntimeError("transient")
+        return e
+
+    return flaky
+
+
+def _running_total(state: Any, e: dict[str, Any]) -> tuple[Any, Any]:
+    total = (state or 0) + e["v"]
+    # forget the key now and then: deletes of stored and never-stored keys
+    return (None if total % 11 == 0 else total), {"id": e["id"], "total": total}
+
+
+@pytest.mark.parametrize("cache", [TINY, LARGE])
+def test_stateful_map(tmp_path: Path, cache: int) -> None:
+    evs = _events(4000, 1)
+    app = sr.App("sm", guarantee="exactly_once", batch_size=100, checkpoint_records=700,
+                 state_cache_size=cache)
+    (app.stream(lambda: iter(evs), name="src").map(_crash_once(2900)).key_by(lambda e: e["user"])
+        .stateful_map(_running_total, name="totals").to(app.topic("totals", partitions=2)))
+    r = app.run(data_dir=tmp_path / "d")
+    assert r.restarts == 1
+    if cache == TINY:  # more changes than the bound in every step: a checkpoint after each
+        assert r.checkpoints >= 4000 // 100
+    else:
+        assert r.checkpoints <= 4000 // 700 + 2
+    tot: dict[int, int] = defaultdict(int)
+    want = []
+    for e in evs:
+        t = tot[e["user"]] + e["v"]
+        tot[e["user"]] = 0 if t % 11 == 0 else t
+        want.append({"id": e["id"], "total": t})
+    assert _canon(_read(tmp_path / "d", "totals")) == _canon(want)
+
+
+@pytest.mark.parametrize("cache", [TINY, LARGE])
+def test_windows(tmp_path: Path, cache: int) -> None:
+    evs = _events(5000, 2)
+    app = sr.App("win", guarantee="exactly_once", batch_size=64, checkpoint_records=500,
+                 state_cache_size=cache)
+    keyed = (app.stream(lambda: iter(evs), name="src").map(_crash_once(3300))
+             .key_by(lambda e: e["user"]))
+    (keyed.window(sr.tumbling(ms=5000), timestamp=lambda e: e["ts"])
+        .aggregate(n=sr.count(), total=sr.sum(lambda e: e["v"]), name="tumbling")
+        .to("tumbling"))
+    (keyed.window(sr.sliding(ms=6000, step_ms=2000), timestamp=lambda e: e["ts"])
+        .aggregate(ids=sr.collect(lambda e: e["id"]), name="sliding")
+        .to("sliding"))
+    r = app.run(data_dir=tmp_path / "d")
+    assert r.restarts == 1 and r.late == 0
+    tum: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+    sli: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for e in evs:
+        s = e["ts"] - e["ts"] % 5000
+        tum[(e["user"], s)][0] += 1
+        tum[(e["user"], s)][1] += e["v"]
+        last = e["ts"] - e["ts"] % 2000
+        for s in (last - 4000, last - 2000, last):
+            sli[(e["user"], s)].append(e["id"])
+    assert _canon(_read(tmp_path / "d", "tumbling")) == _canon(
+        [{"key": u, "start": s, "end": s + 5000, "n": n, "total": t}
+         for (u, s), (n, t) in tum.items()])
+    got = _read(tmp_path / "d", "sliding")
+    for g in got:
+        g["ids"] = sorted(g["ids"])
+    assert _canon(got) == _canon([{"key": u, "start": s, "end": s + 6000, "ids": ids}
+                                  for (u, s), ids in sli.items()])
+
+
+@pytest.mark.parametrize("cache", [TINY, LARGE])
+def test_dedupe(tmp_path: Path, cache: int) -> None:
+    rnd = random.Random(3)
+    evs = [{"id": i, "k": rnd.randrange(200), "ts": i * 10} for i in range(4000)]
+    app = sr.App("dd", guarantee="exactly_once", batch_size=50, checkpoint_records=400,
+                 state_cache_size=cache)
+    (app.stream(lambda: iter(evs), name="src").map(_crash_once(2500))
+        .dedupe(lambda e: e["k"], within=3.0, timestamp=lambda e: e["ts"], name="dd")
+        .to("uniq"))
+    r = app.run(data_dir=tmp_path / "d")
+    assert r.restarts == 1 and r.late == 0
+    last: dict[int, int] = {}
+    want = []
+    for e in evs:
+        if e["k"] not in last or e["ts"] - last[e["k"]] >= 3000:
+            last[e["k"]] = e["ts"]
+            want.append(e["id"])
+    assert sorted(e["id"] for e in _read(tmp_path / "d", "uniq")) == want
+
+
+@pytest.mark.parametrize("cache", [TINY, LARGE])
+def test_table_join(tmp_path: Path, cache: int) -> None:
+    rnd = random.Random(4)
+    rows = []
+    table: dict[bytes, Any] = {}
+    for i in range(600):  # later rows overwrite and delete earlier ones
+        k = str(rnd.randrange(150)).encode()
+        v = None if rnd.randrange(5) == 0 else {"n": i}
+        rows.append((k, None if v is None else orjson.dumps(v), [], i))
+        if v is None:
+            table.pop(k, None)
+        else:
+            table[k] = v
+    with sr.open_log(tmp_path / "d", maintenance_interval=None) as log:
+        log.create_topic_sync("rows", 2)
+        log.append_sync("rows", 0, rows)
+    lookups = [{"id": i, "k": rnd.randrange(160)} for i in range(1500)]
+
+    def app() -> sr.App:
+        a = sr.App("tj", guarantee="exactly_once", batch_size=40, checkpoint_records=200,
+                   state_cache_size=cache)
+        t = a.table("rows", name="rows")
+        (a.stream(a.topic("lookups"), name="lookups").key_by(lambda e: str(e["k"]))
+            .join_table(t, how="left", name="j")
+            .map(lambda p: [p[0]["id"], p[1]]).to("joined"))
+        return a
+
+    # first run: the table only (a restart then reads it from the store, not the topic)
+    with sr.open_log(tmp_path / "d", maintenance_interval=None) as log:
+        log.create_topic_sync("lookups", 1)
+    app().run(data_dir=tmp_path / "d", until_caught_up=True)
+    with sr.open_log(tmp_path / "d", maintenance_interval=None) as log:
+        log.append_sync("lookups", 0, [(None, orjson.dumps(e), [], 0) for e in lookups])
+    app().run(data_dir=tmp_path / "d", until_caught_up=True)
+    want = [[e["id"], table.get(str(e["k"]).encode())] for e in lookups]
+    assert _read(tmp_path / "d", "joined") == want
+
+
+def test_the_cache_size_is_positive() -> None:
+    with pytest.raises(errors.InvalidArgument, match="state_cache_size"):
+        sr.App("bad", state_cache_size=0)
