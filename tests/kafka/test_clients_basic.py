@@ -254,3 +254,48 @@ def test_list_and_describe_groups(kafka_server: KafkaServer, client: str) -> Non
     assert assigned == {(topic, 0), (topic, 1)}, desc
     assert member_client_id == client_id, desc  # from the JoinGroup request's header
     assert member_id.startswith(client_id + "-"), desc  # Kafka's member ids: client id + "-" + UUID
+
+
+def list_and_delete(client: str, bootstrap: str, topic: str) -> tuple[set[str], set[str]]:
+    """All topic names (Metadata for every topic), then delete ``topic`` and list again."""
+    if client == "kafka-python":
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            before = set(admin.list_topics())
+            admin.delete_topics([topic])
+            return before, set(admin.list_topics())
+        finally:
+            admin.close()
+    if client == "aiokafka":
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        async def run() -> tuple[set[str], set[str]]:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            await admin.start()
+            try:
+                before = set(await admin.list_topics())
+                resp = await admin.delete_topics([topic])
+                assert [e[1] for e in resp.topic_error_codes] == [0], resp
+                return before, set(await admin.list_topics())
+            finally:
+                await admin.close()
+
+        return asyncio.run(run())
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    before = set(admin.list_topics(timeout=TIMEOUT).topics)
+    assert admin.delete_topics([topic])[topic].result(TIMEOUT) is None
+    return before, set(admin.list_topics(timeout=TIMEOUT).topics)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_list_all_topics_and_delete(kafka_server: KafkaServer, client: str) -> None:
+    """Metadata for all topics lists a created topic; DeleteTopics removes it."""
+    topic = unique(f"deleted-{client}")
+    create_topic(client, kafka_server.bootstrap, topic, partitions=2)
+    before, after = list_and_delete(client, kafka_server.bootstrap, topic)
+    assert topic in before
+    assert topic not in after
