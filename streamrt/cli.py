@@ -9,6 +9,9 @@
 * 2: a usage error, reported by argparse with the usage line;
 * 130: interrupted by Ctrl-C (128 + the signal's number in general).
 
+``--broker HOST:PORT`` (or ``$STREAMRT_BROKER``) makes topics, produce, consume, groups and dlq
+talk to a running ``streamrt serve`` over the Kafka protocol instead (``_cli/remote*.py``).
+
 A reader that closes the pipe early (``streamrt consume t | head``) ends the command quietly
 with exit 0. See docs/cli.md for every command with examples.
 """

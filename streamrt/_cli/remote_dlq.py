@@ -54,7 +54,10 @@ class _Letters:
         self.floors: dict[str, dict[tuple[str, int], int]] = {}
 
     async def start(self) -> None:
-        self.consumer = await self.r.connect(self.r.consumer(), CONNECT_TIMEOUT)
+        # Short fetch waits: each partition is read to a known end, then the next is assigned,
+        # and a long-poll still waiting on the previous assignment would delay every switch.
+        self.consumer = await self.r.connect(self.r.consumer(fetch_max_wait_ms=20),
+                                             CONNECT_TIMEOUT)
         for reason in REASONS:
             offsets = await self.r.admin.list_consumer_group_offsets(REPLAY_GROUP + reason)
             self.floors[reason] = {(tp.topic, tp.partition): om.offset
