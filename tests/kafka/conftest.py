@@ -86,7 +86,7 @@ def _python_main() -> list[str]:
     return [sys.executable, "-c", _CLI_MAIN]
 
 
-class _LineReader:
+class LineReader:
     """Reads a child's stdout on a thread, so the test can wait for a line with a timeout."""
 
     def __init__(self, stream: Any) -> None:
@@ -134,7 +134,7 @@ class KafkaServer:
         self.command = command  # `streamrt run APP ...` instead of `serve`
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
-        self.stdout: _LineReader | None = None
+        self.stdout: LineReader | None = None
         self.stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
         self.starts = 0
 
@@ -169,7 +169,7 @@ class KafkaServer:
             err.flush()
             self.proc = subprocess.Popen(self._argv(), stdout=subprocess.PIPE, stderr=err, text=True,
                                          bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.stdout = _LineReader(self.proc.stdout)
+        self.stdout = LineReader(self.proc.stdout)
         try:
             if self.target == "tansu":
                 self.stdout.wait_for(lambda line: line.startswith("ready in"), START_TIMEOUT)

@@ -21,7 +21,7 @@ import pytest
 
 from _apps.kafka_member import SESSION_TIMEOUT_MS, Member
 from _clients import CLIENTS, TIMEOUT, Rec, create_topic, produce, unique
-from conftest import KafkaServer, _LineReader
+from conftest import KafkaServer, LineReader
 
 PARTITIONS = 6
 PER_PARTITION = 10
@@ -64,7 +64,7 @@ def test_group_rebalances_on_leave_and_kill(kafka_server: KafkaServer, client: s
     b = Member(client, bootstrap, topic, group, "member-b")
     killed = subprocess.Popen([sys.executable, str(MEMBER_SCRIPT), client, bootstrap, topic, group],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    c_lines = _LineReader(killed.stdout)
+    c_lines = LineReader(killed.stdout)
     c_state: dict[str, object] = {"assignment": frozenset(), "consumed": set()}
 
     def pump_c() -> None:
