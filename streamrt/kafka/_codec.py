@@ -18,6 +18,7 @@ header is always v0 so that a client can read it whatever version it asked for.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +38,8 @@ __all__ = [
     "encode_request", "decode_response", "api_versions_error_response", "SUPPORTED",
     "FAST_DECODERS", "FAST_ENCODERS", "FrameDecoder", "ApiKey", "ErrorCode",
 ]
+
+log = logging.getLogger(__name__)
 
 APIS: dict[int, Api] = {
     a.key: a for a in (*_messages.APIS, *_messages_groups.APIS, *_messages_admin.APIS)}
@@ -138,12 +141,14 @@ def read_request_header(frame: bytes | memoryview) -> tuple[RequestHeader, int]:
     return RequestHeader(api_key, api_version, correlation_id, client_id, flexible), r.pos
 
 
-def decode_request(header: RequestHeader, frame: bytes | memoryview, offset: int) -> dict[str, Any]:
+def decode_request(header: RequestHeader, frame: bytes | memoryview, offset: int, *,
+                   strict: bool = False) -> dict[str, Any]:
     """The body of a request as a dict (fields its version lacks get their defaults).
 
     Raises ``UnsupportedVersion`` for an api key or version outside :data:`SUPPORTED`, and
-    ``ProtocolError`` for a malformed body (truncated, a bogus length or count, a bad varint,
-    trailing bytes).
+    ``ProtocolError`` for a malformed body (truncated, a bogus length or count, a bad varint).
+    Bytes after the body are ignored, as Kafka's broker ignores them, unless ``strict``
+    (then they are a ``ProtocolError``; tests use it to prove a table reads whole bodies).
     """
     fast = FAST_DECODERS.get(header.api_key)
     if fast is not None:
@@ -152,9 +157,15 @@ def decode_request(header: RequestHeader, frame: bytes | memoryview, offset: int
     r = Reader(frame, offset)
     body = codec.decode(r)
     if r.pos != r.end:
-        raise ProtocolError(
-            f"{_name(header.api_key)} v{header.api_version} request has {r.end - r.pos} "
-            f"trailing bytes after its body")
+        # Clients rely on Kafka ignoring them: librdkafka 2.16 asks Metadata v12 for all
+        # topics with a null compact array written in a 4-byte slot, leaving 3 stray bytes.
+        # The size prefix bounds the frame, so nothing gets out of sync.
+        if strict:
+            raise ProtocolError(
+                f"{_name(header.api_key)} v{header.api_version} request has {r.end - r.pos} "
+                f"trailing bytes after its body")
+        log.debug("%s v%d request has %d trailing bytes after its body (ignored, as Kafka "
+                  "does)", _name(header.api_key), header.api_version, r.end - r.pos)
     return body
 
 

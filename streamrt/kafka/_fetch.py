@@ -307,8 +307,9 @@ def _encode_response_classic(version: int, body: Mapping[str, Any]) -> list[byte
                         chunks.append(b"".join(run))
                         run.clear()
                     chunks.append(c if type(c) is bytes else bytes(c))
-    if run:
-        chunks.append(b"".join(run))
+    tail = b"".join(run)
+    if tail:  # (a run of empty record chunks joins to nothing: no empty chunk)
+        chunks.append(tail)
     return chunks
 
 
