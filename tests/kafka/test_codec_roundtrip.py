@@ -145,7 +145,7 @@ def test_round_trip(case: tuple[int, int, str], data: st.DataObject) -> None:
         frame = encode_request(key, version, 1234, "client-1", body)
         header, offset = read_request_header(frame[4:])
         assert header == RequestHeader(key, version, 1234, "client-1", flexible(key, version))
-        back = decode_request(header, memoryview(frame)[4:], offset)
+        back = decode_request(header, memoryview(frame)[4:], offset, strict=True)
     else:
         if key == ApiKey.API_VERSIONS and body["error_code"] != 0:
             version = 0  # a failed ApiVersions is answered in the v0 layout
