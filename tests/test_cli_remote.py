@@ -251,13 +251,13 @@ def test_remote_reset_refused_while_the_group_has_members(remote: Cli, server: S
          "--broker", server.address], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
-        while True:  # wait until the follower has joined (a member shows in describe)
+        while True:  # wait until the follower has joined and got its partition (Stable)
             d = remote("groups", "describe", g)
-            if d.code == 0 and "members:     1" in d.lines:
+            if (d.code == 0 and "members:     1" in d.lines
+                    and any(line.startswith("state:       Stable") for line in d.lines)):
                 break
             assert time.monotonic() < deadline, d.err
             time.sleep(0.1)
-        assert any(line.startswith("state:       Stable") for line in d.lines)
         assert any(f"{t}[0]" in line for line in d.lines if line.startswith("  "))
         r = remote("groups", "reset", g, "-t", t, "--to", "earliest")
         assert r.code == 1 and "has 1 active member" in r.err
