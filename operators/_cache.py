@@ -189,7 +189,7 @@ class StateCache:
         if self.group is not None:
             self.members.setdefault(g, {})[key] = None
         if self.max_entries is not None and len(self.data) > self.max_entries:
-            self._evict()  # (before the key is listed as clean: it must not be the one to go)
+            self.evict()  # (before the key is listed as clean: it must not be the one to go)
         self.clean[key] = None
         return value
 
@@ -209,7 +209,7 @@ class StateCache:
             data[key] = value
             self.dirty.add(key)
             if self.max_entries is not None and len(data) > self.max_entries:
-                self._evict()
+                self.evict()
             return
         data[key] = value
         self.dirty.add(key)
@@ -226,7 +226,7 @@ class StateCache:
             else:
                 m[key] = None
         if self.max_entries is not None and len(self.data) > self.max_entries:
-            self._evict()
+            self.evict()
 
     def delete(self, key: Any) -> None:
         """Forget a key (a delete is written at the checkpoint only if the store holds it)."""
@@ -240,27 +240,36 @@ class StateCache:
             if m is not None:
                 m.pop(key, None)
 
-    def pop_group(self, group: Any) -> Iterator[tuple[Any, Any]]:
-        """Every (key, value) of a group, cached or stored, each deleted as it is yielded."""
+    def take_group(self, group: Any) -> list[Any]:
+        """Every key of a group, cached or stored, all deleted, their values left in ``data``
+        for the caller to pop at once (each freed as it is used: windows closing allocate a
+        result per window, and holding every closed accumulator meanwhile doubled the garbage
+        collector's work). Stored keys the cache did not hold are read in one scan."""
         assert self.group is not None and self.group_prefix is not None
-        cached = self.members.pop(group, {})
-        data, dirty = self.data, self.dirty
-        for key in cached:
-            value = data.pop(key, None)
-            if value is not None:
-                dirty.add(key)
-                yield key, value
+        keys = list(self.members.pop(group, ()))
+        dirty = self.dirty
+        dirty.update(keys)
         if self.uncached.pop(group, 0):
             self.reads += 1
+            data, decode, loads = self.data, self.decode, self.loads
             for k, raw in self.handle.scan(self.group_prefix(group)):
-                key = self.decode(k)
-                if key in cached or key in dirty:
-                    continue  # the cache's version wins (it was yielded, or is deleted)
+                key = decode(k)
+                if key in dirty:
+                    continue  # the cache's version wins (taken above, or deleted)
                 self.stored.add(key)
                 dirty.add(key)
-                yield key, self.loads(raw)
-        if len(dirty) > (self.max_entries or len(dirty)):
+                keys.append(key)
+                data[key] = loads(raw)
+        if self.max_entries is not None and len(dirty) > self.max_entries:
             self.wants_checkpoint = True
+        return keys
+
+    def pop_group(self, group: Any) -> tuple[list[Any], list[Any]]:
+        """Every key of a group, cached or stored, and their values (two aligned lists), all
+        deleted."""
+        keys = self.take_group(group)
+        pop = self.data.pop
+        return keys, [pop(key) for key in keys]
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         """Every cached (key, value) (the store's uncached keys are not read)."""
@@ -268,7 +277,9 @@ class StateCache:
 
     # ------------------------------------------------------------ bound
 
-    def _evict(self) -> None:
+    def evict(self) -> None:
+        """Evict clean entries, least recently used first, down to the bound (or set
+        :attr:`wants_checkpoint` when only dirty ones are left)."""
         data, dirty, clean, stored = self.data, self.dirty, self.clean, self.stored
         limit = self.max_entries
         assert limit is not None
@@ -288,10 +299,8 @@ class StateCache:
             if self.group is not None:
                 g = self.group(key)
                 m = self.members.get(g)
-                if m is not None:
+                if m is not None:  # (an empty group stays listed until it is popped)
                     m.pop(key, None)
-                    if not m:
-                        del self.members[g]
             self.uncached[g] = self.uncached.get(g, 0) + 1
             self.evictions += 1
 
@@ -307,8 +316,8 @@ class StateCache:
         for key in self.dirty:
             value = data.get(key, _MISSING)
             if value is _MISSING:
-                clean.pop(key, None)
-                if key in stored:
+                if key in stored:  # (only stored entries are ever clean)
+                    clean.pop(key, None)
                     stored.discard(key)
                     out[encode(key)] = None
                     g = group(key) if group is not None else None
@@ -332,5 +341,5 @@ class StateCache:
             out[META_KEY] = orjson.dumps(list(counts.items()))
             self.counts_dirty = False
         if self.max_entries is not None and len(data) > self.max_entries:
-            self._evict()
+            self.evict()
         return out

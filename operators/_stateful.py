@@ -224,8 +224,7 @@ class Dedupe(TimedOperator):
         # the watermark reaches its last one
         buckets, w = self.buckets, self.within
         while buckets and (buckets[0] + 1) * w - 1 <= self.wm:
-            for _ in self.cache.pop_group(buckets.pop(0)):
-                pass
+            self.cache.pop_group(buckets.pop(0))
         return []
 
     def snapshot(self) -> dict[bytes, bytes | None]:

@@ -257,11 +257,15 @@ class WindowAggregate(TimedOperator):
         size = self.spec.size  # type: ignore[union-attr]
         update, init = self.aggs.update, self.aggs.init
         cache = self.cache
-        # a hit is a dict lookup; a miss asks the store only when windows were evicted
-        data, load, add_new, uncached = cache.data, cache.load, cache.add_new, cache.uncached
+        # a hit is a dict lookup; a miss asks the store only when windows were evicted. A new
+        # window is StateCache.add_new written out: on workloads with a window per event, the
+        # call was a noticeable share of the time.
+        data, load, uncached, members = cache.data, cache.load, cache.uncached, cache.members
+        limit = cache.max_entries if cache.max_entries is not None else 1 << 62
         dirty_add = self._dirty_add()
         edge = self.wm - self.lateness  # windows ending at or before this have closed
-        open_starts = self.open_starts
+        cur_start: int | None = None
+        group: dict[Any, None] = {}
         for i, (k, v, t) in enumerate(zip(keys, values, ts)):
             start = t - t % size
             if start + size <= edge:
@@ -275,9 +279,19 @@ class WindowAggregate(TimedOperator):
                     update(acc, v)
                 except Exception as e:
                     raise _Failed(i) from e
-                add_new(sk, acc, start)
-                if start not in open_starts:
-                    self._opened(start)
+                if start != cur_start:
+                    cur_start = start
+                    got = members.get(start)
+                    if got is None:
+                        got = members[start] = {}
+                        self._opened(start)
+                    group = got
+                data[sk] = acc
+                group[sk] = None
+                dirty_add(sk)
+                if len(data) > limit:
+                    cache.evict()
+                continue
             else:
                 try:
                     update(acc, v)
@@ -446,8 +460,10 @@ class WindowAggregate(TimedOperator):
                 start = heapq.heappop(starts)
                 self.open_starts.discard(start)
                 end = start + size
-                for (key, _), acc in self.cache.pop_group(start):
-                    out = record(key, start, end, acc)
+                pop = self.cache.data.pop
+                for sk in self.cache.take_group(start):
+                    key = sk[0]
+                    out = record(key, start, end, pop(sk))
                     if early:
                         out["final"] = True
                     out_v.append(out)

@@ -137,7 +137,7 @@ def test_pop_group_takes_cached_and_stored_entries(store: LogStore) -> None:
     cache.set((1, "a"), "A")  # changed since: the cache's value wins
     cache.delete((1, "b"))  # deleted since: not yielded
     assert sorted(cache.groups()) == [1, 2]
-    assert dict(cache.pop_group(1)) == {(1, "a"): "A", (1, "c"): "c", (1, "d"): "d"}
+    assert dict(zip(*cache.pop_group(1))) == {(1, "a"): "A", (1, "c"): "c", (1, "d"): "d"}
     assert cache.get((1, "c")) is None
     _checkpoint(store, cache)
     assert [k for k, _ in store.scan(PREFIX) if k[len(PREFIX):] != META_KEY] == [PREFIX + b"\x02x"]
@@ -219,7 +219,7 @@ class CacheMachine(RuleBasedStateMachine):
 
     @rule(group=st.sampled_from([1, 2, 3]))
     def pop_group(self, group: int) -> None:
-        got = dict(self.cache.pop_group(group))
+        got = dict(zip(*self.cache.pop_group(group)))
         want = {k: v for k, v in self.ref.items() if k[0] == group}
         assert got == want
         for k in want:
