@@ -194,8 +194,7 @@ class StructCodec:
     """The compiled codec of one struct in one version.
 
     ``decode(reader) -> dict`` and ``encode(writer, body)``; ``min_size`` is the fewest
-    bytes an encoded instance takes (used to reject array counts the frame cannot hold);
-    ``labels`` names the steps, for :meth:`locate`.
+    bytes an encoded instance takes (used to reject array counts the frame cannot hold).
     """
 
     decode: Callable[[Reader], dict[str, Any]]
@@ -279,12 +278,14 @@ def _compile(fields: tuple[Field, ...], version: int, flexible: bool) -> StructC
         dsteps.append(_decode_one(f.name, dec))
         esteps.append(_encode_one(f.name, f.default, enc))
 
-    tags = {}
-    for f in tagged:
+    # Tagged fields: read by tag in any order, written in ascending tag order.
+    tags: dict[int, tuple[str, Decode]] = {}
+    writers = []
+    for f in sorted(tagged, key=lambda f: f.tag):
         dec, enc, _ = _value_codec(f, version, flexible)
         tags[f.tag] = (f.name, dec)
-    tag_writers = tuple(sorted(
-        (f.tag, f.name, f.default, _value_codec(f, version, flexible)[1]) for f in tagged))
+        writers.append((f.tag, f.name, f.default, enc))
+    tag_writers = tuple(writers)
 
     def decode(r: Reader) -> dict[str, Any]:
         d = static.copy()

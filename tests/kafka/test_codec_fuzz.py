@@ -30,7 +30,7 @@ from streamrt.kafka import (
 from streamrt.kafka import _codec
 from test_codec_roundtrip import CASES, _case_id, bodies, flexible, schema
 
-_SETTINGS = settings(max_examples=8, deadline=None, derandomize=True,
+_SETTINGS = settings(max_examples=5, deadline=None, derandomize=True,
                      suppress_health_check=[HealthCheck.function_scoped_fixture,
                                             HealthCheck.too_slow])
 

@@ -88,7 +88,7 @@ def _body_bytes(key: int, version: int, side: str, body: dict[str, Any]) -> byte
 
 @pytest.mark.parametrize("cls_case", HAND_WRITTEN,
                          ids=lambda c: f"{c[0].split('.')[0]}-{c[4].__name__}")
-@settings(max_examples=10, deadline=None, derandomize=True,
+@settings(max_examples=6, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_hand_written_classes_read_and_write_our_bytes(cls_case: tuple, data: st.DataObject) -> None:

@@ -33,7 +33,7 @@ from streamrt.kafka import _codec
 from streamrt.kafka._schema import Field
 
 _INTS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
-_SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
+_SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
                      suppress_health_check=[HealthCheck.function_scoped_fixture,
                                             HealthCheck.too_slow])
 
