@@ -37,11 +37,16 @@ VALUE = b"x" * 100
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process used so far."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds a process used so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process used so far."""
+    return sum(cpu_times(pid))
 
 
 def free_port() -> int:
@@ -91,6 +96,7 @@ def run_once(bootstrap: str, pid: int, n: int, tag: str) -> dict[str, float]:
     for fut in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
         fut.result(timeout=30)
     cpu0 = cpu_seconds(pid)
+    sys0 = cpu_times(pid)[1]
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.size": 1 << 20,
                          "acks": "all", "queue.buffering.max.messages": 1_000_000,
@@ -131,11 +137,13 @@ def run_once(bootstrap: str, pid: int, n: int, tag: str) -> dict[str, float]:
     t_consume = time.perf_counter() - t_consume0
     consumer.close()
     cpu2 = cpu_seconds(pid)
+    sys2 = cpu_times(pid)[1]
     if got != n:
         raise SystemExit(f"consumed {got} of {n} records")
     return {"produce": n / t_produce, "consume": n / t_consume, "join": t_join,
             "cpu_produce": cpu1 - cpu0, "cpu_consume": cpu2 - cpu1,
-            "cpu_per_million": (cpu2 - cpu0) / (n / 1e6)}
+            "cpu_per_million": (cpu2 - cpu0) / (n / 1e6),
+            "system_share": (sys2 - sys0) / max(cpu2 - cpu0, 1e-9)}
 
 
 def report(name: str, runs: list[dict[str, float]], n: int) -> dict[str, float]:
@@ -145,7 +153,8 @@ def report(name: str, runs: list[dict[str, float]], n: int) -> dict[str, float]:
     print(f"| {name} | consume | {med['consume']:,.0f} rec/s | {med['consume'] * mb:,.1f} MB/s |")
     print(f"| {name} | group join | {med['join'] * 1000:,.0f} ms | |")
     print(f"| {name} | server CPU | {med['cpu_per_million']:.2f} s per million produced and "
-          f"consumed (produce {med['cpu_produce']:.2f} s, consume {med['cpu_consume']:.2f} s) | |")
+          f"consumed (produce {med['cpu_produce']:.2f} s, consume {med['cpu_consume']:.2f} s; "
+          f"{med['system_share']:.0%} in the kernel) | |")
     return med
 
 
