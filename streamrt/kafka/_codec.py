@@ -183,13 +183,7 @@ def encode_response(header: RequestHeader, body: Mapping[str, Any]) -> bytes:
     flexible_header = a.is_flexible(version) and api_key != _API_VERSIONS
     fast = FAST_ENCODERS.get(api_key)
     if fast is not None:
-        encoded = fast(version, body)
-        parts = encoded if isinstance(encoded, list) else [encoded]
-        size = 4 + flexible_header + sum(map(len, parts))
-        head = _PREFIX_CORRELATION.pack(size, header.correlation_id)
-        if flexible_header:
-            head += b"\0"
-        return b"".join([head, *parts])
+        return b"".join(_fast_parts(fast, header, body, flexible_header))
     if api_key == _API_VERSIONS and body.get("error_code", 0) != 0:
         version = 0  # what clients expect of a failed ApiVersions (see decode_response)
     codec = compile_struct(a.response, version, a.is_flexible(version))
@@ -210,6 +204,29 @@ def _encode_body(codec: StructCodec, w: Writer, body: Mapping[str, Any], api_key
         raise InvalidArgument(
             f"cannot encode {_name(api_key)} v{version} {side}: field {where}: "
             f"{type(exc).__name__}: {exc}") from exc
+
+
+def encode_response_parts(header: RequestHeader, body: Mapping[str, Any]) -> list[bytes]:
+    """:func:`encode_response` as a list of chunks whose concatenation is the frame: for the
+    hand-written encoders (Fetch), stored record batches stay separate objects, so a server
+    can write them without first joining megabytes into one buffer."""
+    fast = FAST_ENCODERS.get(header.api_key)
+    if fast is None:
+        return [encode_response(header, body)]
+    a = _api(header.api_key, header.api_version)
+    flexible_header = a.is_flexible(header.api_version) and header.api_key != _API_VERSIONS
+    return _fast_parts(fast, header, body, flexible_header)
+
+
+def _fast_parts(fast: Callable[..., Any], header: RequestHeader, body: Mapping[str, Any],
+                flexible_header: bool) -> list[bytes]:
+    encoded = fast(header.api_version, body)
+    parts = encoded if isinstance(encoded, list) else [encoded]
+    size = 4 + flexible_header + sum(map(len, parts))
+    head = _PREFIX_CORRELATION.pack(size, header.correlation_id)
+    if flexible_header:
+        head += b"\0"
+    return [head, *parts]
 
 
 def api_versions_error_response(header: RequestHeader) -> bytes:

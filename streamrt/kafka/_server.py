@@ -104,9 +104,9 @@ class _Slot:
 
     def __init__(self) -> None:
         self.done = anyio.Event()
-        self.data: bytes | None = None  # None: no response (Produce with acks=0)
+        self.data: list[bytes] | None = None  # None: no response (Produce with acks=0)
 
-    def set(self, data: bytes | None) -> None:
+    def set(self, data: list[bytes] | None) -> None:
         self.data = data
         self.done.set()
 
@@ -168,7 +168,7 @@ class _Connection:
             body = _codec.decode_request(header, frame, offset)
         except UnsupportedVersion as e:
             if key == _API_VERSIONS:
-                slot.set(_codec.api_versions_error_response(header))
+                self._complete(slot, [_codec.api_versions_error_response(header)])
                 return
             raise ProtocolError(f"{e} (api key {key} v{version})") from None
         if key == _PRODUCE:
@@ -190,16 +190,16 @@ class _Connection:
         except Exception as e:  # a bug or an unexpected state: this connection only
             log.exception("api key %d v%d failed", header.api_key, header.api_version)
             raise ProtocolError(f"request failed: {e!r}") from e
-        self._complete(slot, _codec.encode_response(header, resp))
+        self._complete(slot, _codec.encode_response_parts(header, resp))
 
     async def _finish(self, header: Any, finish: Callable[[], Awaitable[dict[str, Any]]],
                       slot: _Slot, no_response: bool) -> None:
         resp = await finish()
-        self._complete(slot, None if no_response else _codec.encode_response(header, resp))
+        self._complete(slot, None if no_response else [_codec.encode_response(header, resp)])
 
-    def _complete(self, slot: _Slot, data: bytes | None) -> None:
+    def _complete(self, slot: _Slot, data: list[bytes] | None) -> None:
         if data is not None:
-            self.outbound += len(data)
+            self.outbound += sum(map(len, data))
         slot.set(data)
 
     async def _writer(self, recv: Any, scope: anyio.CancelScope) -> None:
@@ -209,14 +209,36 @@ class _Connection:
                     await slot.done.wait()
                     if slot.data is None:
                         continue
+                    size = 0
                     with anyio.fail_after(self.cfg.stall_timeout if self.cfg.stall_timeout > 0
                                           else math.inf):
-                        await self.stream.send(slot.data)
-                    self.outbound -= len(slot.data)
+                        for chunk in _coalesce(slot.data):
+                            await self.stream.send(chunk)
+                            size += len(chunk)
+                    self.outbound -= size
                     if self.outbound <= self.cfg.max_outbound_bytes:
                         self.room.set()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError):
             scope.cancel()  # the peer is gone or not reading: drop the connection
+
+
+def _coalesce(chunks: list[bytes], small: int = 64 << 10) -> list[bytes]:
+    """Runs of small chunks joined (one send each), large ones passed as they are (no copy)."""
+    if len(chunks) == 1:
+        return chunks
+    out: list[bytes] = []
+    run: list[bytes] = []
+    for c in chunks:
+        if len(c) >= small:
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(c)
+        else:
+            run.append(c)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 def decoder_partial(decoder: Any) -> bool:
