@@ -8,7 +8,8 @@ else the store as of the last checkpoint, read through the handle on a miss. Cha
 in the checkpoint's transaction; then they are clean.
 
 The bound (``max_entries``) is kept by evicting clean entries, least recently used first
-(an entry is used when it is read through :meth:`get` or changed). A dirty entry is never
+(a read through :meth:`get` uses an entry; the entries changed between two checkpoints count
+as used at the second, which keeps the hot path free of bookkeeping). A dirty entry is never
 evicted: it exists nowhere else until the checkpoint. When the dirty entries alone exceed the
 bound, the cache sets :attr:`wants_checkpoint`, which the runner checks after each step to
 checkpoint early; until then the cache holds the bound plus what changed since the last
@@ -34,6 +35,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
+
+from streamrt.errors import InvalidArgument
 
 #: Keys starting with this byte belong to the operator itself (watermarks, this index), never
 #: to a cache: caches skip them when they scan.
@@ -71,8 +74,6 @@ class StateCache:
         group_prefix: Callable[[Any], bytes] | None = None,
     ) -> None:
         if max_entries is not None and max_entries < 1:
-            from streamrt.errors import InvalidArgument
-
             raise InvalidArgument(f"a state cache holds at least 1 entry, got {max_entries!r}")
         self.handle = handle
         self.max_entries = max_entries
