@@ -53,6 +53,47 @@ def _fill(client: str, bootstrap: str, topic: str) -> dict[int, int]:
     return ends
 
 
+class _RemoteMember:
+    """The member in a subprocess (kafka_member.py), to be killed; reads what it reports."""
+
+    def __init__(self, client: str, bootstrap: str, topic: str, group: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(MEMBER_SCRIPT), client, bootstrap, topic, group],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._lines = LineReader(self.proc.stdout)
+        self._assignment: frozenset[int] = frozenset()
+        self._consumed: set[tuple[int, int]] = set()
+
+    def _pump(self) -> None:
+        """Apply the reports printed so far (never blocks)."""
+        while not self._lines.lines.empty():
+            line = self._lines.lines.get_nowait()
+            if line is None:
+                return
+            word, _, rest = line.partition(" ")
+            if word == "assigned":
+                self._assignment = frozenset(int(p) for p in rest.split(",") if p)
+            elif word == "consumed":
+                for po in rest.split(","):
+                    p, o = po.split(":")
+                    self._consumed.add((int(p), int(o)))
+
+    @property
+    def assignment(self) -> frozenset[int]:
+        self._pump()
+        return self._assignment
+
+    @property
+    def consumed(self) -> set[tuple[int, int]]:
+        self._pump()
+        return self._consumed
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(TIMEOUT)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("client", CLIENTS)
 def test_group_rebalances_on_leave_and_kill(kafka_server: KafkaServer, client: str) -> None:
     """3 members over 6 partitions; one leaves, one is killed; owners cover all 6 each time."""
@@ -62,47 +103,29 @@ def test_group_rebalances_on_leave_and_kill(kafka_server: KafkaServer, client: s
 
     a = Member(client, bootstrap, topic, group, "member-a")
     b = Member(client, bootstrap, topic, group, "member-b")
-    killed = subprocess.Popen([sys.executable, str(MEMBER_SCRIPT), client, bootstrap, topic, group],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    c_lines = LineReader(killed.stdout)
-    c_state: dict[str, object] = {"assignment": frozenset(), "consumed": set()}
-
-    def pump_c() -> None:
-        """Apply the subprocess member's latest reports (non-blocking)."""
-        while not c_lines.lines.empty():
-            line = c_lines.lines.get_nowait()
-            if line is None:
-                return
-            word, _, rest = line.partition(" ")
-            if word == "assigned":
-                c_state["assignment"] = frozenset(int(p) for p in rest.split(",") if p)
-            elif word == "consumed":
-                c_state["consumed"] |= {tuple(map(int, po.split(":"))) for po in rest.split(",")}  # type: ignore[operator]
+    c = _RemoteMember(client, bootstrap, topic, group)
 
     def states() -> dict[str, object]:
-        pump_c()
-        return {"a": a.assignment, "b": b.assignment, "c": c_state["assignment"],
-                "a.error": a.error, "b.error": b.error, "c.exit": killed.poll()}
+        return {"a": a.assignment, "b": b.assignment, "c": c.assignment,
+                "a.error": a.error, "b.error": b.error, "c.exit": c.proc.poll()}
 
     try:
         # 1. All three joined: each partition owned exactly once, nobody idle.
         _wait("3 members to share the 6 partitions",
-              lambda: (pump_c(), _exactly_once([a.assignment, b.assignment, c_state["assignment"]]))[1],  # type: ignore[list-item]
-              TIMEOUT * 2, states)
+              lambda: _exactly_once([a.assignment, b.assignment, c.assignment]), TIMEOUT * 2, states)
 
         # 2. b leaves the group (LeaveGroup on close): a and c take its partitions.
         b.close()
         _wait("a and c to cover all partitions after b left",
-              lambda: (pump_c(), _exactly_once([a.assignment, c_state["assignment"]]))[1],  # type: ignore[list-item]
-              TIMEOUT, states)
+              lambda: _exactly_once([a.assignment, c.assignment]), TIMEOUT, states)
 
         # 3. c is killed: no LeaveGroup; after its session times out a owns everything.
-        killed.send_signal(signal.SIGKILL)
-        killed.wait(TIMEOUT)
+        c.kill()
         t_kill = time.monotonic()
         _wait("a to own all partitions after c was killed",
-              lambda: a.assignment == frozenset(range(PARTITIONS)), TIMEOUT + SESSION_TIMEOUT_MS / 1000, states)
-        # Not before the session timeout (a little slack for heartbeat scheduling).
+              lambda: a.assignment == frozenset(range(PARTITIONS)),
+              TIMEOUT + SESSION_TIMEOUT_MS / 1000, states)
+        # Not before the session timeout (half of it: heartbeats are scheduled loosely).
         assert time.monotonic() - t_kill > SESSION_TIMEOUT_MS / 1000 * 0.5
 
         # 4. a reads what is left; together the members read every record, and the group's
@@ -110,8 +133,7 @@ def test_group_rebalances_on_leave_and_kill(kafka_server: KafkaServer, client: s
         everything = {(p, o) for p, n in end_offsets.items() for o in range(n)}
 
         def seen() -> set[tuple[int, int]]:
-            pump_c()
-            return set(a.consumed) | set(b.consumed) | c_state["consumed"]  # type: ignore[operator]
+            return set(a.consumed) | set(b.consumed) | c.consumed
 
         _wait("the members to have consumed every record", lambda: seen() >= everything, TIMEOUT,
               lambda: sorted(everything - seen()))
@@ -119,9 +141,7 @@ def test_group_rebalances_on_leave_and_kill(kafka_server: KafkaServer, client: s
         a.close()
         assert a.committed == end_offsets
     finally:
-        if killed.poll() is None:
-            killed.kill()
-            killed.wait()
+        c.kill()
         for m in (a, b):
             try:
                 m.close()

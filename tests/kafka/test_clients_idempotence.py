@@ -15,6 +15,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from _clients import TIMEOUT, create_topic, unique
 from _proxy import Proxy
 from conftest import KafkaServer
@@ -25,6 +27,7 @@ CUTS = 5
 CHUNK = RECORDS // (CUTS + 1)
 
 
+@pytest.mark.slow
 def test_idempotent_producer_survives_cut_connections(server_factory: Callable[..., KafkaServer]) -> None:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
