@@ -300,6 +300,8 @@ def _encode_response_classic(version: int, body: Mapping[str, Any]) -> list[byte
             size, rchunks = _records_chunks(records)
             put(pack_i32(size))
             for c in rchunks:
+                if not c:
+                    continue  # an empty chunk adds nothing (and must not become one)
                 if len(c) < INLINE_RECORDS_MAX:
                     put(c)
                 else:
@@ -345,6 +347,8 @@ def _encode_response_flexible(body: Mapping[str, Any]) -> list[bytes]:
                 size, rchunks = _records_chunks(records)
                 put(uvarint(size + 1))
                 for c in rchunks:
+                    if not c:
+                        continue  # an empty chunk adds nothing (and must not become one)
                     if len(c) < INLINE_RECORDS_MAX:
                         put(c)
                     else:
