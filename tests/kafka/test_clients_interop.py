@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import trio
 
 import streamrt as sr
@@ -94,14 +95,16 @@ def test_embedded_produces_confluent_reads(streamrt_server: KafkaServer) -> None
     assert got == dict(zip(placed, records))
 
 
-def test_run_app_listen_pipeline(streamrt_run: Callable[[Path], KafkaServer]) -> None:
-    """``streamrt run APP --listen``: kafka-python feeds the pipeline's input, reads its output."""
+@pytest.mark.parametrize("producer", ["confluent", "kafka-python"])
+def test_run_app_listen_pipeline(streamrt_run: Callable[[Path], KafkaServer], producer: str) -> None:
+    """``streamrt run APP --listen``: a Kafka client feeds the pipeline's input (records
+    produced by confluent-kafka, or kafka-python), kafka-python reads its output."""
     from kafka import KafkaConsumer, TopicPartition
 
     server = streamrt_run(APPS / "double_app.py")
     n = 200
     values: list[Rec] = [(None, json.dumps({"n": i}).encode(), []) for i in range(n)]
-    produce("kafka-python", server.bootstrap, "interop-in", values)
+    produce(producer, server.bootstrap, "interop-in", values)
     consumer = KafkaConsumer(bootstrap_servers=server.bootstrap, auto_offset_reset="earliest",
                              enable_auto_commit=False)
     out: list[dict[str, int]] = []
