@@ -150,6 +150,24 @@ class Broker:
             self._notify(topic, p)
         return result
 
+    def write_soon(self, batch: WriteBatch) -> Any:
+        """Queue one atomic intent and return at once with its waiter (``await
+        waiter.wait()`` for the WriteResult). Later writes commit after it; fetchers of the
+        partitions it appends to are woken once it is durable."""
+        waiter = self.store.submit(batch)
+        tps = {(topic, p) for topic, p, _ in batch.appends}
+        if tps:
+            self.tg.start_soon(self._notify_after, waiter, tps)
+        return waiter
+
+    async def _notify_after(self, waiter: Any, tps: set[tuple[str, int]]) -> None:
+        try:
+            await waiter.wait()
+        except StreamrtError:
+            return  # the writer of the intent hears of it
+        for topic, p in tps:
+            self._notify(topic, p)
+
     async def commit(
         self, group: str, offsets: Mapping[tuple[str, int], int], generation: int | None = None
     ) -> None:

@@ -390,6 +390,9 @@ class PipelineTask(Actor[str]):
         """One transaction: source positions, state changes, held outputs."""
         plan = self.plan
         assert plan is not None
+        for sink in plan.all_sinks():  # outputs already flushed are durable before the cut
+            if isinstance(sink, TopicSink):
+                await sink.settle()
         wb = WriteBatch()
         app = self.app.name
         for sid, (_idx, reader) in plan.sources.items():

@@ -14,7 +14,9 @@ from operators._batch import Batch
 
 from .._murmur2 import positive_hash
 from .._serde import key_bytes
-from ..storage import WriteBatch, build_batch
+from ..errors import InvalidArgument
+from ..storage import WriteBatch
+from ..storage._codec import MAX_BATCH_BYTES, DefaultRecordBatchBuilder
 
 
 #: At-least-once topic sinks write when this many records wait, or when the oldest has waited
@@ -24,29 +26,46 @@ FLUSH_RECORDS = 10_000
 FLUSH_DELAY = 0.25
 #: Keys whose bytes and partition a topic sink remembers (cleared when full).
 KEY_CACHE = 100_000
-#: Exactly-once topic sinks hold outputs until the checkpoint, encoded into a record batch
-#: every ENCODE_RECORDS records of a partition: a value ``orjson.dumps`` returns occupies
-#: about 4 KiB however short it is (orjson 3.x keeps its whole buffer), so 200,000 held
-#: results cost 800 MB as values and 20 MB as batches.
-ENCODE_RECORDS = 2_000
+#: Records per stored batch: a partition's builder is closed into a batch at this count.
+BATCH_RECORDS = 5_000
+#: At-least-once topic sinks do not wait for each write's commit (its fsync) before going
+#: on; at most this many are in flight, and all have landed before a checkpoint is taken.
+MAX_IN_FLIGHT = 2
+
+
+class _Builder:
+    """One partition's records being encoded into a RecordBatch v2 as they come (aiokafka's C
+    builder): a result's JSON bytes are copied into the batch at once and freed, never held
+    as Python objects (holding ``orjson.dumps`` results cost about 2.5 µs each: every one is
+    a fresh allocation), and there is no second pass to build the batch."""
+
+    __slots__ = ("append", "build", "n")
+
+    def __init__(self) -> None:
+        b = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, MAX_BATCH_BYTES)
+        self.append = b.append
+        self.build = b.build
+        self.n = 0
 
 
 class TopicSink:
     """Serialises elements to a topic: at-least-once writes them in groups between
-    checkpoints (see FLUSH_RECORDS); exactly-once holds them for the checkpoint's transaction."""
+    checkpoints (see FLUSH_RECORDS); exactly-once holds them for the checkpoint's transaction.
+    Either way records are encoded into per-partition record batches as they are added."""
 
     def __init__(self, broker: Any, topic: str, hold: bool) -> None:
         self.broker = broker
         self.topic = topic
         self.hold = hold
         self.n = broker.topic(topic).partitions
-        self.pending: dict[int, list[tuple[Any, Any, list[Any], int]]] = {}
+        self.builders: dict[int, _Builder] = {}
         self.npending = 0
         self.since = 0.0  # when the oldest pending record was added
         self._rr = 0
         self._keys: dict[Any, tuple[bytes | None, int]] = {}
-        self.encoded: list[tuple[int, bytes]] = []  # (partition, batch), exactly-once only
+        self.encoded: list[tuple[int, bytes]] = []  # (partition, batch) closed, in order
         self.written = 0
+        self.in_flight: list[Any] = []  # waiters of writes not yet known durable
 
     def add(self, batch: Batch, headers: list[tuple[str, bytes | None]] | None = None) -> None:
         dumps = orjson.dumps
@@ -57,13 +76,17 @@ class TopicSink:
         if not self.npending:
             self.since = time.monotonic()
         self.npending += len(batch.values)
-        pending = self.pending
+        builders = self.builders
         if batch.keys is None:
             p = self._rr % n
             self._rr += 1
-            out = pending.setdefault(p, [])
-            out += [(None, v if type(v) is bytes else dumps(v), hdrs, t)
-                    for v, t in zip(batch.values, ts)]
+            for v, t in zip(batch.values, ts):
+                b = builders.get(p) or self._new(p)
+                if b.append(b.n, t, None, v if type(v) is bytes else dumps(v), hdrs) is None:
+                    b = self._full(p, t, None, v if type(v) is bytes else dumps(v), hdrs)
+                b.n += 1
+                if b.n >= BATCH_RECORDS:
+                    self._close(p)
         else:
             cache = self._keys
             if len(cache) > KEY_CACHE:
@@ -79,16 +102,31 @@ class TopicSink:
                         cache[ck] = kb, p
                     except TypeError:
                         pass
-                out = pending.get(p)
-                if out is None:
-                    out = pending[p] = []
-                out.append((kb, v if type(v) is bytes else dumps(v), hdrs, t))
+                b = builders.get(p) or self._new(p)
+                if b.append(b.n, t, kb, v if type(v) is bytes else dumps(v), hdrs) is None:
+                    b = self._full(p, t, kb, v if type(v) is bytes else dumps(v), hdrs)
+                b.n += 1
+                if b.n >= BATCH_RECORDS:
+                    self._close(p)
         self.written += len(batch.values)
-        if self.hold:
-            for p, recs in pending.items():
-                if len(recs) >= ENCODE_RECORDS:
-                    self.encoded.append((p, build_batch(recs)))
-                    pending[p] = []
+
+    def _new(self, p: int) -> _Builder:
+        b = self.builders[p] = _Builder()
+        return b
+
+    def _full(self, p: int, t: int, kb: bytes | None, value: bytes,
+              hdrs: list[tuple[str, bytes | None]]) -> _Builder:
+        """The batch reached its byte limit: close it and start the next with this record."""
+        self._close(p)
+        b = self._new(p)
+        if b.append(0, t, kb, value, hdrs) is None:
+            raise InvalidArgument(f"a result of {len(value):,} bytes does not fit in a record batch")
+        return b
+
+    def _close(self, p: int) -> None:
+        b = self.builders.pop(p)
+        if b.n:
+            self.encoded.append((p, bytes(b.build())))
 
     async def flush(self) -> None:
         """Write what waits (at-least-once), if enough waits or it waited long enough."""
@@ -98,21 +136,25 @@ class TopicSink:
             return
         wb = WriteBatch()
         self.drain_into(wb)
-        await self.broker.write(wb)  # one commit (one fsync) for every partition
+        # one commit (one fsync) for every partition, not awaited here: processing goes on
+        # while it commits (errors surface at the next flush or before the checkpoint)
+        while len(self.in_flight) >= MAX_IN_FLIGHT:
+            await self.in_flight.pop(0).wait()
+        self.in_flight.append(self.broker.write_soon(wb))
+
+    async def settle(self) -> None:
+        """Wait until every write this sink started is durable (raises the first error)."""
+        while self.in_flight:
+            await self.in_flight.pop(0).wait()
 
     def drain_into(self, wb: WriteBatch) -> None:
         """Move what waits into the checkpoint's transaction."""
-        for p, b in self.encoded:  # older than what is pending in the same partition
+        for p in list(self.builders):
+            self._close(p)
+        for p, b in self.encoded:  # in the order they were closed: per partition, in order
             wb.append_raw(self.topic, p, b)
         self.encoded = []
-        pending, self.pending, self.npending = self.pending, {}, 0
-        for p, recs in pending.items():
-            for chunk in _chunks(recs):
-                wb.append(self.topic, p, chunk)
-
-
-def _chunks(recs: list[Any], size: int = 5000) -> list[list[Any]]:
-    return [recs[i:i + size] for i in range(0, len(recs), size)]
+        self.npending = 0
 
 
 class CallSink:

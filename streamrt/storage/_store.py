@@ -433,6 +433,15 @@ class LogStore:
         ConditionFailed subclass and nothing of the intent is stored."""
         return await self._run(self._intent_op(batch), _wb_size(batch))
 
+    def submit(self, batch: WriteBatch) -> AsyncWaiter:
+        """Queue one intent now and return at once; ``await waiter.wait()`` gives its
+        WriteResult once durable (or raises). Intents are committed in submission order, so
+        a caller can go on working, and submit more, while earlier ones commit."""
+        self._check_open()
+        w = AsyncWaiter()
+        self._writer.submit(self._intent_op(batch), w, _wb_size(batch))
+        return w
+
     async def write_many(self, batches: Sequence[WriteBatch]) -> list[WriteResult | StreamrtError]:
         """Submit several intents at once, so they share a group commit; each lands or fails
         alone: the result list holds a WriteResult or the typed error for each, in order."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+import trio.testing
 
 from operators import Batch
 from streamrt._murmur2 import positive_hash
@@ -25,12 +26,28 @@ class _Broker:
 
         self.produced += [(p, list(iter_records(b))) for _t, p, b in wb.appends]
 
+    def write_soon(self, wb: WriteBatch) -> Any:
+        """As the broker's: queued now, durable when awaited (here: at once)."""
+        from streamrt.storage import iter_records
+
+        self.produced += [(p, list(iter_records(b))) for _t, p, b in wb.appends]
+
+        class Done:
+            async def wait(self) -> None:
+                return None
+
+        return Done()
+
 
 def test_equal_keys_of_different_types_keep_their_own_bytes() -> None:
     sink = _sinks.TopicSink(_Broker(), "t", hold=True)
     keys: list[Any] = [1, True, 1.0, "1", (1, 2), [1, 2], None, 1, True, [1, 2]]
     sink.add(Batch(list(range(len(keys))), keys, [0] * len(keys)))
-    got = {rec[1]: (p, rec[0]) for p, recs in sink.pending.items() for rec in recs}
+    wb = WriteBatch()
+    sink.drain_into(wb)
+    from streamrt.storage import iter_records
+
+    got = {r.value: (p, r.key) for _t, p, b in wb.appends for r in iter_records(b)}
     for i, k in enumerate(keys):
         kb = key_bytes(k)
         assert got[str(i).encode()] == (positive_hash(kb) % 7 if kb is not None else 0, kb)
@@ -51,17 +68,17 @@ def test_at_least_once_groups_writes_and_the_checkpoint_takes_the_rest(monkeypat
         sink.add(Batch([1], None, [0]))
         wb = WriteBatch()
         sink.drain_into(wb)
-        assert sink.npending == 0 and not sink.pending
+        assert sink.npending == 0 and not sink.builders and len(wb.appends) == 1
 
     trio.run(main)
 
 
 def test_exactly_once_encodes_held_outputs_in_order(monkeypatch: Any) -> None:
-    monkeypatch.setattr(_sinks, "ENCODE_RECORDS", 3)
+    monkeypatch.setattr(_sinks, "BATCH_RECORDS", 3)
     sink = _sinks.TopicSink(_Broker(), "t", hold=True)
     for lo in range(0, 20, 4):
         sink.add(Batch(list(range(lo, lo + 4)), ["k"] * 4, [0] * 4))
-    assert sink.encoded and sum(len(r) for r in sink.pending.values()) < 3
+    assert len(sink.encoded) == 6 and sum(b.n for b in sink.builders.values()) == 2
     wb = WriteBatch()
     sink.drain_into(wb)
     from streamrt.storage import iter_records
@@ -69,3 +86,49 @@ def test_exactly_once_encodes_held_outputs_in_order(monkeypatch: Any) -> None:
     values = [r.value for _t, _p, b in wb.appends for r in iter_records(b)]
     assert values == [str(i).encode() for i in range(20)]
     assert {p for _t, p, _b in wb.appends} == {positive_hash(b"k") % 7}
+
+
+def test_at_least_once_flushes_do_not_wait_for_commits_but_settle_does(monkeypatch: Any) -> None:
+    """A flush queues its write and goes on (at most MAX_IN_FLIGHT at once); settle() waits
+    for all of them, as the runner does before each checkpoint."""
+    monkeypatch.setattr(_sinks, "FLUSH_DELAY", 0.0)
+    released: list[trio.Event] = []
+
+    class Slow(_Broker):
+        def write_soon(self, wb: WriteBatch) -> Any:
+            ev = trio.Event()
+            released.append(ev)
+
+            class Pending:
+                async def wait(self) -> None:
+                    await ev.wait()
+
+            return Pending()
+
+    sink = _sinks.TopicSink(Slow(), "t", hold=False)
+
+    async def main() -> None:
+        for _ in range(_sinks.MAX_IN_FLIGHT):
+            sink.add(Batch([1], None, [0]))
+            with trio.fail_after(5):
+                await sink.flush()  # returns although nothing committed
+        assert len(sink.in_flight) == _sinks.MAX_IN_FLIGHT
+        async with trio.open_nursery() as n:
+            done: list[str] = []
+
+            async def one_more() -> None:
+                sink.add(Batch([2], None, [0]))
+                await sink.flush()
+                done.append("flush")
+
+            n.start_soon(one_more)
+            await trio.testing.wait_all_tasks_blocked()
+            assert done == []  # the oldest write must land first
+            released[0].set()
+        assert done == ["flush"]
+        for ev in released:
+            ev.set()
+        await sink.settle()
+        assert sink.in_flight == []
+
+    trio.run(main)
