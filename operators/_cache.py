@@ -251,7 +251,12 @@ class StateCache:
         assert self.group is not None and self.group_prefix is not None
         keys = list(self.members.pop(group, ()))
         dirty = self.dirty
-        dirty.update(keys)
+        if self.stored.isdisjoint(keys):
+            # never written (opened and closed between two checkpoints, the common case of
+            # short windows): nothing to delete, so nothing for the snapshot to look at
+            dirty.difference_update(keys)
+        else:
+            dirty.update(keys)
         if self.uncached.pop(group, 0):
             self.reads += 1
             data, decode, loads = self.data, self.decode, self.loads
