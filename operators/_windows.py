@@ -254,50 +254,19 @@ class WindowAggregate(TimedOperator):
                                    [ts[i] for i in late], part))
 
     def _tumbling(self, keys: list[Any], values: list[Any], ts: list[int], late: list[int]) -> None:
-        size = self.spec.size  # type: ignore[union-attr]
-        update, init = self.aggs.update, self.aggs.init
+        """Fold the batch into its tumbling windows. Per element: the window's start; late if
+        the window closed already; else its accumulators from the cache (a dict lookup; the
+        store is asked only when windows of that start were evicted), a new window when
+        there are none (listed in its start's group: closing takes the group), the
+        aggregations applied, the window marked dirty for the next checkpoint. The loop is
+        generated with the aggregations inlined (``Compiled.tumbling_fold``)."""
         cache = self.cache
-        # a hit is a dict lookup; a miss asks the store only when windows were evicted. A new
-        # window is StateCache.add_new written out: on workloads with a window per event, the
-        # call was a noticeable share of the time.
-        data, load, uncached, members = cache.data, cache.load, cache.uncached, cache.members
-        limit = cache.max_entries if cache.max_entries is not None else 1 << 62
-        dirty_add = self._dirty_add()
-        edge = self.wm - self.lateness  # windows ending at or before this have closed
-        cur_start: int | None = None
-        group: dict[Any, None] = {}
-        for i, (k, v, t) in enumerate(zip(keys, values, ts)):
-            start = t - t % size
-            if start + size <= edge:
-                late.append(i)
-                continue
-            sk = (k, start)
-            acc = data.get(sk)
-            if acc is None and (not uncached or (acc := load(sk)) is None):
-                acc = init()
-                try:
-                    update(acc, v)
-                except Exception as e:
-                    raise _Failed(i) from e
-                if start != cur_start:
-                    cur_start = start
-                    got = members.get(start)
-                    if got is None:
-                        got = members[start] = {}
-                        self._opened(start)
-                    group = got
-                data[sk] = acc
-                group[sk] = None
-                dirty_add(sk)
-                if len(data) > limit:
-                    cache.evict()
-                continue
-            else:
-                try:
-                    update(acc, v)
-                except Exception as e:
-                    raise _Failed(i) from e
-            dirty_add(sk)
+        self.aggs.tumbling_fold()(
+            keys, values, ts, late, self.spec.size,  # type: ignore[union-attr]
+            self.wm - self.lateness,  # windows ending at or before this have closed
+            cache.data, cache.load, cache.uncached, cache.members, self._opened,
+            self._dirty_add(), cache.max_entries if cache.max_entries is not None else 1 << 62,
+            cache.evict, _Failed, self.aggs.init)
 
     def _sliding(self, keys: list[Any], values: list[Any], ts: list[int], late: list[int]) -> None:
         size, step = self.spec.size, self.spec.step  # type: ignore[union-attr]
@@ -453,7 +422,7 @@ class WindowAggregate(TimedOperator):
         starts = self.start_heap
         size = getattr(self.spec, "size", 0)
         if starts and starts[0] + size + self.lateness <= wm:
-            record = self.aggs.record
+            records = self.aggs.records
             early = self.early
             last_open = wm - size - self.lateness  # starts up to this one have closed
             while starts and starts[0] <= last_open:
@@ -461,14 +430,15 @@ class WindowAggregate(TimedOperator):
                 self.open_starts.discard(start)
                 end = start + size
                 pop = self.cache.data.pop
-                for sk in self.cache.take_group(start):
-                    key = sk[0]
-                    out = record(key, start, end, pop(sk))
-                    if early:
+                sks = self.cache.take_group(start)
+                keys = [sk[0] for sk in sks]
+                outs = records(keys, start, end, [pop(sk) for sk in sks])
+                if early:
+                    for out in outs:
                         out["final"] = True
-                    out_v.append(out)
-                    out_k.append(key)
-                    out_t.append(end - 1)
+                out_v += outs
+                out_k += keys
+                out_t += [end - 1] * len(keys)
         return [Batch(out_v, out_k, out_t, part)] if out_v else []
 
 
