@@ -19,6 +19,7 @@ than its bound sets ``wants_checkpoint``; the task then checkpoints after the st
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -435,6 +436,29 @@ async def reset_app(app: App, broker: Any) -> None:
         await broker.write(wb)
 
 
+_FROZEN = False
+
+
+def _freeze_startup_objects() -> None:
+    """Move what exists before the first pipeline runs (modules, functions, the app) out of
+    the cyclic garbage collector's reach, once per process (``gc.freeze``, as the Python docs
+    suggest after start-up). Pipelines allocate many short-lived containers, so full
+    collections keep coming, and each walked every start-up object: 0.95 s of a 6.5 s run of
+    the clicks benchmark, 0.16 s after freezing. Garbage is collected first, so none of it
+    is kept for good."""
+    global _FROZEN
+    if not _FROZEN:
+        _FROZEN = True
+        gc.collect()
+        gc.freeze()
+        # Young collections every 700 container allocations examined (and promoted) window
+        # accumulators and results that live a little longer than that; at 10,000 most of
+        # them are gone before a collection looks (GC time 0.3 s -> 0.05 s on clicks).
+        g0, g1, g2 = gc.get_threshold()
+        if g0:  # (0: the collector is off; leave it so)
+            gc.set_threshold(max(g0, 10_000), g1, g2)
+
+
 async def run_app(
     app: App, broker: Any, *, until_caught_up: bool = False, reset: bool = False,
     on_progress: Callable[[RunResult], None] | None = None,
@@ -455,6 +479,7 @@ async def run_app(
             f"app {app.name!r} has saved state from a different pipeline (its sources or "
             f"stateful steps changed); run with --reset to start afresh, or name the steps "
             f"(name=...) so their ids stay stable")
+    _freeze_startup_objects()
     (name,) = place_tasks(app)
     ref = await broker.root.spawn(
         lambda: PipelineTask(app, broker, until_caught_up, result), name, TASK_POLICY)

@@ -21,8 +21,9 @@ from ..storage._codec import MAX_BATCH_BYTES, DefaultRecordBatchBuilder
 
 #: At-least-once topic sinks write when this many records wait, or when the oldest has waited
 #: FLUSH_DELAY seconds, and at every checkpoint (in its transaction). One write per pipeline
-#: step cost one fsync per batch of 1,000 inputs, which dominated small-result pipelines.
-FLUSH_RECORDS = 10_000
+#: step cost one fsync per batch of 1,000 inputs, which dominated small-result pipelines;
+#: FLUSH_DELAY bounds the latency when results come fast too.
+FLUSH_RECORDS = 50_000
 FLUSH_DELAY = 0.25
 #: Keys whose bytes and partition a topic sink remembers (cleared when full).
 KEY_CACHE = 100_000
@@ -62,7 +63,8 @@ class TopicSink:
         self.npending = 0
         self.since = 0.0  # when the oldest pending record was added
         self._rr = 0
-        self._keys: dict[Any, tuple[bytes | None, int]] = {}
+        self._keys: dict[Any, tuple[type, bytes | None, int]] = {}
+        self._typed_keys: dict[tuple[type, Any], tuple[bytes | None, int]] = {}
         self.encoded: list[tuple[int, bytes]] = []  # (partition, batch) closed, in order
         self.written = 0
         self.in_flight: list[Any] = []  # waiters of writes not yet known durable
@@ -91,24 +93,45 @@ class TopicSink:
             cache = self._keys
             if len(cache) > KEY_CACHE:
                 cache.clear()
+            limit = BATCH_RECORDS
             for k, v, t in zip(batch.keys, batch.values, ts):
-                ck = (type(k), k)  # with its type: 1, 1.0 and True are equal dict keys
+                # key -> (its type, bytes, partition): 1, 1.0 and True are equal dict keys
+                # with different bytes, so a hit counts only for the same type (the others
+                # go through _key_slow, which caches them by (type, key))
                 try:
-                    kb, p = cache[ck]
+                    kt, kb, p = cache[k]
+                    if kt is not type(k):
+                        kb, p = self._key_slow(k)
                 except (KeyError, TypeError):  # TypeError: an unhashable key (a list)
-                    kb = key_bytes(k)
-                    p = positive_hash(kb) % n if kb is not None else 0
-                    try:
-                        cache[ck] = kb, p
-                    except TypeError:
-                        pass
+                    kb, p = self._key_slow(k)
                 b = builders.get(p) or self._new(p)
-                if b.append(b.n, t, kb, v if type(v) is bytes else dumps(v), hdrs) is None:
+                i = b.n
+                if b.append(i, t, kb, v if type(v) is bytes else dumps(v), hdrs) is None:
                     b = self._full(p, t, kb, v if type(v) is bytes else dumps(v), hdrs)
-                b.n += 1
-                if b.n >= BATCH_RECORDS:
+                    i = 0
+                b.n = i = i + 1
+                if i >= limit:
                     self._close(p)
         self.written += len(batch.values)
+
+    def _key_slow(self, k: Any) -> tuple[bytes | None, int]:
+        """A key's bytes and partition, remembered for the next time."""
+        typed = self._typed_keys
+        try:
+            return typed[(type(k), k)]
+        except (KeyError, TypeError):
+            pass
+        kb = key_bytes(k)
+        p = positive_hash(kb) % self.n if kb is not None else 0
+        try:
+            typed[(type(k), k)] = kb, p
+            if k not in self._keys:
+                self._keys[k] = (type(k), kb, p)
+        except TypeError:  # unhashable: computed every time
+            pass
+        if len(typed) > KEY_CACHE:
+            typed.clear()
+        return kb, p
 
     def _new(self, p: int) -> _Builder:
         b = self.builders[p] = _Builder()
