@@ -61,11 +61,16 @@ class StateCache:
     ``dumps``/``loads`` serialise values. With ``group`` (a function of the key) and
     ``group_prefix`` (the stored-key prefix of a group), keys form groups that can be taken
     whole with :meth:`pop_group`; groups must be JSON values (they are checkpointed).
+
+    Several caches can share one operator's handle: give each its own ``prefix`` (every stored
+    key of the cache starts with it, so a whole-state read scans only its own keys) and
+    ``meta_key`` (where its counts are checkpointed, under :data:`RESERVED`).
     """
 
     __slots__ = ("handle", "max_entries", "encode", "decode", "dumps", "loads", "group",
                  "group_prefix", "data", "dirty", "stored", "clean", "members", "uncached",
-                 "counts", "counts_dirty", "wants_checkpoint", "reads", "evictions", "_backed")
+                 "counts", "counts_dirty", "wants_checkpoint", "reads", "evictions", "_backed",
+                 "prefix", "meta_key")
 
     def __init__(
         self, handle: Any = None, max_entries: int | None = DEFAULT_MAX_ENTRIES, *,
@@ -73,7 +78,10 @@ class StateCache:
         dumps: Callable[[Any], bytes] = orjson.dumps, loads: Callable[[bytes], Any] = orjson.loads,
         group: Callable[[Any], Any] | None = None,
         group_prefix: Callable[[Any], bytes] | None = None,
+        prefix: bytes = b"", meta_key: bytes = META_KEY,
     ) -> None:
+        if not meta_key.startswith(RESERVED):
+            raise InvalidArgument(f"a cache's meta key starts with {RESERVED!r}, got {meta_key!r}")
         if max_entries is not None and max_entries < 1:
             raise InvalidArgument(f"a state cache holds at least 1 entry, got {max_entries!r}")
         self.handle = handle
@@ -84,6 +92,8 @@ class StateCache:
         self.loads = loads
         self.group = group
         self.group_prefix = group_prefix
+        self.prefix = prefix
+        self.meta_key = meta_key
         #: key -> value of every cached entry that exists (clean or dirty). Operators may read
         #: it directly on their hot path (a hit); a key not in it goes through :meth:`get`.
         self.data: dict[Any, Any] = {}
@@ -117,12 +127,12 @@ class StateCache:
         self._backed = hasattr(handle, "get")
         if not self._backed:
             for k, raw in handle.items():
-                if not k.startswith(RESERVED):
+                if k.startswith(self.prefix) and not k.startswith(RESERVED):
                     self._restored(self.decode(k), self.loads(raw))
             return
-        meta = handle.get(META_KEY)
+        meta = handle.get(self.meta_key)
         if meta is None:  # nothing stored by a cache: state of an older format, or none
-            for k, raw in handle.scan(b""):
+            for k, raw in handle.scan(self.prefix):
                 if not k.startswith(RESERVED):
                     self._restored(self.decode(k), self.loads(raw))
             self.counts_dirty = bool(self.counts)
@@ -131,7 +141,7 @@ class StateCache:
         self.counts = dict(counts)
         if self.max_entries is None or sum(counts.values()) <= self.max_entries:
             for g in counts:  # small enough: read it all now, and never miss
-                prefix = self.group_prefix(g) if self.group_prefix is not None else b""
+                prefix = self.group_prefix(g) if self.group_prefix is not None else self.prefix
                 for k, raw in handle.scan(prefix):
                     if not k.startswith(RESERVED):
                         self._restored(self.decode(k), self.loads(raw), count=False)
@@ -279,6 +289,28 @@ class StateCache:
         pop = self.data.pop
         return keys, [pop(key) for key in keys]
 
+    def group_keys(self, group: Any) -> list[Any]:
+        """Every key of a group, cached or stored, left in place (the stored keys the cache
+        did not hold are read in one scan, and cached as clean entries)."""
+        assert self.group is not None and self.group_prefix is not None
+        keys = list(self.members.get(group, ()))
+        if self.uncached.pop(group, 0):
+            self.reads += 1
+            data, dirty, decode, loads = self.data, self.dirty, self.decode, self.loads
+            m = self.members.setdefault(group, {})
+            for k, raw in self.handle.scan(self.group_prefix(group)):
+                key = decode(k)
+                if key in data or key in dirty:
+                    continue  # the cache's version wins (cached, or deleted)
+                data[key] = loads(raw)
+                self.stored.add(key)
+                self.clean[key] = None
+                m[key] = None
+                keys.append(key)
+            if self.max_entries is not None and len(data) > self.max_entries:
+                self.evict()  # (the keys stay listed: a later get reads one back if needed)
+        return keys
+
     def items(self) -> Iterator[tuple[Any, Any]]:
         """Every cached (key, value) (the store's uncached keys are not read)."""
         return iter(list(self.data.items()))
@@ -347,7 +379,7 @@ class StateCache:
         if self.counts_dirty:
             for g in [g for g, n in counts.items() if not n]:
                 del counts[g]
-            out[META_KEY] = orjson.dumps(list(counts.items()))
+            out[self.meta_key] = orjson.dumps(list(counts.items()))
             self.counts_dirty = False
         if self.max_entries is not None and len(data) > self.max_entries:
             self.evict()

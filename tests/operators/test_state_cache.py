@@ -145,6 +145,47 @@ def test_pop_group_takes_cached_and_stored_entries(store: LogStore) -> None:
     assert again.groups() == [2] and again.get((2, "x")) == "x"
 
 
+def test_group_keys_lists_cached_and_stored_keys_and_keeps_them(store: LogStore) -> None:
+    cache = _fresh(store, _grouped, bound=2)
+    for name in "abcd":
+        cache.set((1, name), name)
+    _checkpoint(store, cache)  # two of the four evicted
+    cache.delete((1, "a"))  # deleted since the checkpoint: not listed
+    cache.set((1, "e"), "e")  # new since: listed
+    reads = cache.reads
+    assert sorted(cache.group_keys(1)) == [(1, "b"), (1, "c"), (1, "d"), (1, "e")]
+    assert cache.reads == reads + 1  # one scan for the evicted ones
+    assert len(cache) <= 2 + len(cache.dirty & cache.data.keys())
+    assert [cache.get((1, n)) for n in "abcde"] == [None, "b", "c", "d", "e"]
+    _checkpoint(store, cache)
+    assert sorted(_fresh(store, _grouped).group_keys(1)) == [(1, n) for n in "bcde"]
+
+
+def test_two_caches_share_a_handle_with_their_own_prefix_and_meta_key(store: LogStore) -> None:
+    def pair(bound: int) -> tuple[StateCache, StateCache]:
+        a = StateCache(None, bound, encode=lambda k: b"a" + k.encode(),
+                       decode=lambda raw: raw[1:].decode(), prefix=b"a")
+        b = StateCache(None, bound, encode=lambda k: b"b" + k.encode(),
+                       decode=lambda raw: raw[1:].decode(), prefix=b"b", meta_key=b"\x00nb")
+        h = _Handle(store, PREFIX)
+        a.attach(h)
+        b.attach(h)
+        return a, b
+
+    a, b = pair(10)
+    a.set("x", 1)
+    _checkpoint(store, a)  # only a's keys and counts are stored: b reads its prefix alone
+    a2, b2 = pair(10)
+    assert a2.get("x") == 1 and len(b2) == 0 and b2.get("x") is None
+    b2.set("x", 2)
+    b2.set("y", 3)
+    _checkpoint(store, b2)
+    a3, b3 = pair(1)  # larger than the bound: both read lazily, each under its own counts
+    assert (a3.get("x"), b3.get("x"), b3.get("y")) == (1, 2, 3)
+    with pytest.raises(InvalidArgument, match="meta key"):
+        StateCache(None, 1, encode=str.encode, decode=bytes.decode, meta_key=b"n")
+
+
 def test_reads_of_hits_never_touch_the_store(store: LogStore) -> None:
     cache = _fresh(store, bound=10)
     for i in range(30):
@@ -224,6 +265,12 @@ class CacheMachine(RuleBasedStateMachine):
         assert got == want
         for k in want:
             del self.ref[k]
+
+    @rule(group=st.sampled_from([1, 2, 3]))
+    def group_keys(self, group: int) -> None:
+        got = self.cache.group_keys(group)
+        assert len(got) == len(set(got))
+        assert set(got) == {k for k in self.ref if k[0] == group}
 
     @rule()
     def checkpoint(self) -> None:
