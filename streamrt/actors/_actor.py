@@ -142,13 +142,7 @@ class ActorRef(Generic[M]):
             await reply.event.wait()
         if scope.cancelled_caught:
             raise AskTimeout(f"actor {self.name} did not reply within {timeout} s")
-        if reply.error is not None:
-            if not reply.crashed:
-                raise reply.error
-            raise ActorCrashed(
-                f"actor {self.name} failed handling {type(message).__name__}: {reply.error!r}"
-            ) from reply.error
-        return reply.value
+        return _outcome(reply, self.name, type(message).__name__)
 
     async def request(self, message: M) -> Pending:
         """Enqueue a message (waiting while the mailbox is full) and return at once with a
@@ -183,15 +177,18 @@ class Pending:
 
     async def result(self) -> Any:
         """Wait for the reply; raises as :meth:`ActorRef.ask` does."""
-        reply = self._reply
-        await reply.event.wait()
-        if reply.error is not None:
-            if not reply.crashed:
-                raise reply.error
-            raise ActorCrashed(
-                f"actor {self._actor} failed handling {self._what}: {reply.error!r}"
-            ) from reply.error
-        return reply.value
+        await self._reply.event.wait()
+        return _outcome(self._reply, self._actor, self._what)
+
+
+def _outcome(reply: _Reply, actor: str, what: str) -> Any:
+    """A settled reply's value, or its error: the handler's own typed error (a Failure), or
+    ActorCrashed with the crash chained when handling the message crashed the actor."""
+    if reply.error is not None:
+        if not reply.crashed:
+            raise reply.error
+        raise ActorCrashed(f"actor {actor} failed handling {what}: {reply.error!r}") from reply.error
+    return reply.value
 
 
 def mailbox(size: int) -> tuple[MemoryObjectSendStream[Any], MemoryObjectReceiveStream[Any]]:

@@ -25,7 +25,7 @@ from ..errors import DuplicateSequence, InvalidArgument, StreamrtError
 from ..storage import TopicConfig, WriteBatch
 from ..storage._codec import parse_header
 from ..storage._types import check_topic_name
-from . import _errors as E
+from ._messages import ErrorCode as E
 from ._errors import error_code
 from ._produce import split_batches
 
