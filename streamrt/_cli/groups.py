@@ -118,20 +118,27 @@ def reset_offsets(store: LogStore, topic: str, target: tuple[str, int],
     out = {}
     for p in [partition] if partition is not None else range(info.partitions):
         start, end = store.log_start_offset(topic, p), store.high_watermark(topic, p)
-        if kind == "earliest":
-            off = start
-        elif kind == "latest":
-            off = end
-        elif kind == "offset":
-            off = min(max(value, start), end)
-            if off != value:
-                warn(f"offset {value} is not stored in {topic}[{p}] (it holds {start} to "
-                     f"{end}); using {off}")
-        else:
-            found = store.offset_for_timestamp(topic, p, value)
-            off = end if found is None else found
-        out[(topic, p)] = off
+        found = store.offset_for_timestamp(topic, p, value) if kind == "timestamp" else None
+        out[(topic, p)] = target_offset(target, start, end, f"{topic}[{p}]", found)
     return out
+
+
+def target_offset(target: tuple[str, int], start: int, end: int, where: str,
+                  found: int | None = None) -> int:
+    """Where a reset ``target`` puts a partition that holds ``start`` to ``end``; ``found`` is
+    the first offset at or after the target time (kind ``timestamp``; None: none, the end)."""
+    kind, value = target
+    if kind == "earliest":
+        return start
+    if kind == "latest":
+        return end
+    if kind == "offset":
+        off = min(max(value, start), end)
+        if off != value:
+            warn(f"offset {value} is not stored in {where} (it holds {start} to {end}); "
+                 f"using {off}")
+        return off
+    return end if found is None else found
 
 
 def cmd_reset(args: argparse.Namespace) -> int:

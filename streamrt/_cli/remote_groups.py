@@ -22,8 +22,8 @@ from aiokafka import TopicPartition
 from ..broker._assignors import decode_assignment
 from ..errors import UnknownGroup
 from ..storage import check_topic_name
-from ._common import CliError, is_terminal, plural, warn
-from .groups import parse_target
+from ._common import CliError, is_terminal, plural
+from .groups import parse_target, target_offset
 from .remote import JOIN_TIMEOUT, Remote, run, table
 
 
@@ -120,19 +120,8 @@ def groups_reset(args: argparse.Namespace) -> int:
         new: dict[int, int] = {}
         for p in parts:
             start, end = ranges[p]
-            if kind == "earliest":
-                off = start
-            elif kind == "latest":
-                off = end
-            elif kind == "offset":
-                off = min(max(value, start), end)
-                if off != value:
-                    warn(f"offset {value} is not stored in {topic}[{p}] (it holds {start} to "
-                         f"{end}); using {off}")
-            else:
-                found = await r.offset_for_time(topic, p, value)
-                off = end if found is None else found
-            new[p] = off
+            found = await r.offset_for_time(topic, p, value) if kind == "timestamp" else None
+            new[p] = target_offset(target, start, end, f"{topic}[{p}]", found)
         tps = [TopicPartition(topic, p) for p in parts]
         old = await _committed(r, group, tps)
         for p, off in sorted(new.items()):
