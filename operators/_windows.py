@@ -15,22 +15,23 @@ time order of the sessions, not of arrival.
 emits the window's current result after every batch that changed it (``"final": false``), then
 the closing result (``"final": true``).
 
-State is a :class:`~operators._cache.StateCache` of ``(key, window start) -> accumulators``
-(sessions: ``key -> [[first, last, accumulators], ...]``), checkpointed as orjson: what changed
-since the last snapshot is written in the checkpoint's transaction, closed windows deleted.
+State is a :class:`~operators._cache.StateCache` of ``(key, window start) -> accumulators``,
+checkpointed as orjson: what changed since the last snapshot is written in the checkpoint's
+transaction, closed windows deleted.
 Tumbling and sliding windows are stored under their start first (``b"w"``, the start as a
 sortable u64, the key as JSON), and the cache groups them by start: what stays in memory for
 closing is the set of open starts (one per window end, however many keys), and a window end
 closes by taking its start's group whole, cached and stored. The cache is bounded
 (``cache_size``): windows beyond it live in LMDB until they are touched again or close.
-Sessions keep a close time per key in memory, so their cache is not bounded.
+Sessions (``_sessions.py``) keep every key's sessions in a bounded cache too, and file keys
+under coarse buckets of their close times in a second one, so their close schedule is not held
+per key in memory either.
 """
 
 from __future__ import annotations
 
 import copy
 import heapq
-import itertools
 import operator
 import struct
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from ._aggregations import Aggregation, Compiled, Fold
 from ._batch import Batch
 from ._cache import DEFAULT_MAX_ENTRIES, StateCache
 from ._protocol import BatchFailed, StateHandle
+from ._sessions import SessionFailed, Sessions
 from ._time import NO_TIME, WM_KEY, TimedOperator, wall_clock_ms
 
 __all__ = ["NO_TIME", "Session", "Sliding", "Tumbling", "WindowAggregate", "session", "sliding",
@@ -126,14 +128,6 @@ def _window_from(raw: bytes) -> tuple[Any, int]:
     return _freeze(orjson.loads(raw[9:])), _U64.unpack_from(raw, 1)[0] - _BIAS
 
 
-def _session_key(k: Any) -> bytes:
-    return orjson.dumps([k])
-
-
-def _session_from(raw: bytes) -> Any:
-    return _freeze(orjson.loads(raw)[0])
-
-
 
 class _Failed(Exception):
     """An aggregation raised on element ``index`` (the cause is chained)."""
@@ -167,27 +161,21 @@ class WindowAggregate(TimedOperator):
         self.aggs = aggs
         self.lateness = allowed_lateness
         self.early = emit == "early"
-        # (key, start) -> accumulators, grouped by start; for sessions key -> [[start, last,
-        # accs], ...] (unbounded: the session close schedule below is per key anyway)
+        # (key, start) -> accumulators, grouped by start; sessions: see _sessions.py (their
+        # ``cache`` is key -> [due, sessions])
+        self.sessions: Sessions | None = None
         if type(spec) is Session:
-            self.cache = StateCache(None, None, encode=_session_key, decode=_session_from)
+            self.sessions = Sessions(spec.gap, allowed_lateness, aggs, cache_size)
+            self.cache = self.sessions.cache
         else:
             self.cache = StateCache(None, cache_size, encode=_window_key, decode=_window_from,
                                     group=operator.itemgetter(1), group_prefix=_start_prefix)
-        # sessions: heap of (close time, tie-breaker, key): the tie-breaker keeps keys of
-        # different types (None and "a", 1 and "1") from ever being compared
-        self.closing: list[tuple[int, int, Any]] = []
-        self._seq = itertools.count()
         # tumbling/sliding: every key's window [start, end) closes at the same time, so what
         # closing needs is the distinct open starts (a heap and a set), not a list of windows:
         # the windows of a start are its group in the cache (and in the store).
         self.open_starts: set[int] = set()
         self.start_heap: list[int] = []
         self._touched: set[Any] | None = None  # emit="early": the windows a batch changed
-        # sessions: the time of each key's one live closing entry. A key has one entry, at
-        # its earliest session close, not one per element (a key that never goes quiet would
-        # grow the heap forever); closing a key's sessions schedules its next one.
-        self.next_close: dict[Any, int] = {}
         self.late_count = 0
 
     def describe(self) -> Any:
@@ -212,7 +200,7 @@ class WindowAggregate(TimedOperator):
                 self._sliding(keys, values, ts, late)
             else:
                 self._session(keys, values, ts, late)
-        except _Failed as f:  # an aggregation's function raised on element f.index
+        except (_Failed, SessionFailed) as f:  # an aggregation raised on element f.index
             self._set_aside(late, values, keys, ts, part)
             self._touched = None
             raise BatchFailed(f.index, [], f.__cause__) from f.__cause__  # type: ignore[arg-type]
@@ -225,6 +213,8 @@ class WindowAggregate(TimedOperator):
     @property
     def wants_checkpoint(self) -> bool:
         """The dirty windows exceed the cache bound: the runner should checkpoint."""
+        if self.sessions is not None:
+            return self.sessions.wants_checkpoint
         return self.cache.wants_checkpoint
 
     def _dirty_add(self) -> Callable[[Any], None]:
@@ -299,52 +289,8 @@ class WindowAggregate(TimedOperator):
                 late.append(i)
 
     def _session(self, keys: list[Any], values: list[Any], ts: list[int], late: list[int]) -> None:
-        gap = self.spec.gap  # type: ignore[union-attr]
-        edge = self.wm - self.lateness
-        merge, update, init = self.aggs.merge, self.aggs.update, self.aggs.init
-        cache = self.cache  # unbounded for sessions: every key is in ``data``
-        dirty_add = self._dirty_add()
-        for i, (k, v, t) in enumerate(zip(keys, values, ts)):
-            sessions = cache.data.get(k)
-            # sessions: [start, last, accs], sorted by start, more than `gap` apart; the
-            # element's window [t, t + gap) overlaps a session [start, last + gap) when
-            # start - gap < t < last + gap
-            touching = [s for s in sessions if s[0] - gap < t < s[1] + gap] if sessions else ()
-            if not touching:
-                if t + gap <= edge:
-                    late.append(i)
-                    continue
-                acc = init()
-                try:
-                    update(acc, v)
-                except Exception as e:
-                    raise _Failed(i) from e
-                cur = [t, t, acc]
-                if sessions is None:
-                    cache.set(k, [cur])
-                else:
-                    sessions.append(cur)
-                    sessions.sort(key=lambda s: s[0])
-            else:
-                cur = touching[0]
-                try:  # first, so that a failing element changes nothing
-                    update(cur[2], v)
-                except Exception as e:
-                    raise _Failed(i) from e
-                for other in touching[1:]:  # the element bridges them: one session now
-                    cur[1] = max(cur[1], other[1])
-                    cur[2] = merge(cur[2], other[2])
-                    sessions.remove(other)  # type: ignore[union-attr]
-                cur[0] = min(cur[0], t)
-                cur[1] = max(cur[1], t)
-            self._schedule(k, cur[1] + gap + self.lateness)
-            dirty_add(k)
-
-    def _schedule(self, k: Any, at: int) -> None:
-        due = self.next_close.get(k)
-        if due is None or at < due:  # a later close is found when the earlier entry fires
-            self.next_close[k] = at
-            heapq.heappush(self.closing, (at, next(self._seq), k))
+        self.sessions.add(keys, values, ts, late, self.wm - self.lateness,  # type: ignore[union-attr]
+                          self._dirty_add())
 
     # ------------------------------------------------------------ results
 
@@ -372,7 +318,7 @@ class WindowAggregate(TimedOperator):
         if type(self.spec) is Session:
             gap = self.spec.gap
             for k in touched:
-                for s in self.cache.data.get(k, ()):
+                for s in self.sessions.sessions_of(k):  # type: ignore[union-attr]
                     vals.append(copy.deepcopy(self._session_result(k, s, False)))
                     keys.append(k)
                     ts.append(s[1] + gap - 1)
@@ -390,35 +336,18 @@ class WindowAggregate(TimedOperator):
 
     def _close(self, part: int) -> list[Batch]:
         wm = self.wm
-        closing = self.closing
         out_v: list[Any] = []
         out_k: list[Any] = []
         out_t: list[int] = []
-        session = type(self.spec) is Session
-        while closing and closing[0][0] <= wm:
-            at, _, sk = heapq.heappop(closing)
-            if session:
-                if self.next_close.get(sk) != at:
-                    continue  # superseded by an earlier entry, which has fired
-                del self.next_close[sk]
-                sessions = self.cache.data.get(sk)
-                if not sessions:
-                    continue
-                gap = self.spec.gap  # type: ignore[union-attr]
-                keep = []
-                for s in sessions:
-                    if s[1] + gap + self.lateness <= wm:
-                        out_v.append(self._session_result(sk, s, True))
-                        out_k.append(sk)
-                        out_t.append(s[1] + gap - 1)
-                    else:
-                        keep.append(s)
-                if keep:
-                    self.cache.set(sk, keep)
-                    self._schedule(sk, min(s[1] for s in keep) + gap + self.lateness)
-                else:
-                    self.cache.delete(sk)
-                continue
+        if self.sessions is not None:
+            gap = self.sessions.gap
+
+            def emit(key: Any, s: list[Any]) -> None:
+                out_v.append(self._session_result(key, s, True))
+                out_k.append(key)
+                out_t.append(s[1] + gap - 1)
+
+            self.sessions.close(wm, emit)
         starts = self.start_heap
         size = getattr(self.spec, "size", 0)
         if starts and starts[0] + size + self.lateness <= wm:
@@ -445,7 +374,7 @@ class WindowAggregate(TimedOperator):
     # ------------------------------------------------------------ state
 
     def snapshot(self) -> dict[bytes, bytes | None]:
-        out = self.cache.snapshot()
+        out = self.sessions.snapshot() if self.sessions is not None else self.cache.snapshot()
         out[WM_KEY] = self._time_snapshot()
         return out
 
@@ -454,11 +383,9 @@ class WindowAggregate(TimedOperator):
             (raw for k, raw in handle.items() if k == WM_KEY), None)
         if wm is not None:
             self._time_restore(wm)
-        self.cache.attach(handle)
-        if type(self.spec) is Session:
-            gap = self.spec.gap  # type: ignore[union-attr]
-            for k, sessions in self.cache.items():
-                self._schedule(k, min(s[1] for s in sessions) + gap + self.lateness)
+        if self.sessions is not None:
+            self.sessions.attach(handle)
         else:
+            self.cache.attach(handle)
             for start in self.cache.groups():
                 self._opened(start)
