@@ -14,19 +14,21 @@ them with None. Keys match by their stored bytes (a str key equals its UTF-8 rec
 
 Both take batches from two inputs: the runner sets ``side`` (0 or 1) before each call.
 
-The table lives in a bounded :class:`~operators._cache.StateCache` over LMDB (a table can be
-larger than memory); the windowed join keeps its open windows in memory (they hold elements,
-bounded by the window size times the input rate, not by the number of keys over time).
+Both keep their state in a bounded :class:`~operators._cache.StateCache` over LMDB (a table,
+or the elements waiting in open windows, can be larger than memory). The windowed join stores
+a window's elements, both sides in one entry ``(key, start) -> [lefts, rights]``, under the
+window's start first, as tumbling windows do, and the cache groups them by start: what stays in
+memory for closing is the set of open starts, and a window end frees its start's group whole,
+cached and stored. An entry holds a window's elements, so the bound counts (key, window)
+pairs, not elements.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
+import operator
 from collections.abc import Callable
 from typing import Any
-
-import orjson
 
 from streamrt._serde import key_bytes
 from streamrt.errors import InvalidArgument
@@ -35,7 +37,7 @@ from ._batch import Batch
 from ._cache import DEFAULT_MAX_ENTRIES, StateCache
 from ._protocol import BaseOperator, StateHandle
 from ._time import WM_KEY, TimedOperator, wall_clock_ms
-from ._windows import Tumbling, _freeze
+from ._windows import Tumbling, _start_prefix, _window_from, _window_key
 
 
 class WindowJoin(TimedOperator):
@@ -50,6 +52,7 @@ class WindowJoin(TimedOperator):
         self, spec: Tumbling, timestamp: Callable[[Any], int] | None = None,
         max_out_of_orderness: int = 0, allowed_lateness: int = 0, *,
         processing_time: bool = False, clock: Callable[[], int] = wall_clock_ms,
+        cache_size: int | None = DEFAULT_MAX_ENTRIES,
     ) -> None:
         if not isinstance(spec, Tumbling):
             raise InvalidArgument("join() takes a tumbling window, e.g. window=sr.tumbling(seconds=10)")
@@ -57,10 +60,16 @@ class WindowJoin(TimedOperator):
         self.size = spec.size
         self.lateness = allowed_lateness
         self.side = 0
-        self.state: dict[tuple[Any, int], list[list[Any]]] = {}  # (key, start) -> [lefts, rights]
-        self.closing: list[tuple[int, int, Any]] = []
-        self._seq = itertools.count()
-        self.dirty: set[Any] = set()
+        # (key, start) -> [lefts, rights], grouped by start (see the module doc)
+        self.cache = StateCache(None, cache_size, encode=_window_key, decode=_window_from,
+                                group=operator.itemgetter(1), group_prefix=_start_prefix)
+        self.open_starts: set[int] = set()
+        self.start_heap: list[int] = []
+
+    @property
+    def wants_checkpoint(self) -> bool:
+        """The changed windows exceed the cache bound: the runner should checkpoint."""
+        return self.cache.wants_checkpoint
 
     def describe(self) -> Any:
         return ["join", self.size]
@@ -72,7 +81,11 @@ class WindowJoin(TimedOperator):
         side = self.side
         ts = self._times(batch, "join()")
         keys = batch.keys if batch.keys is not None else [None] * len(values)
-        size, state = self.size, self.state
+        size = self.size
+        cache = self.cache
+        data, load, add_new, uncached = cache.data, cache.load, cache.add_new, cache.uncached
+        dirty_add = cache.dirty.add
+        open_starts = self.open_starts
         edge = self.wm - self.lateness
         out_v: list[Any] = []
         out_k: list[Any] = []
@@ -84,16 +97,19 @@ class WindowJoin(TimedOperator):
                 late.append(i)
                 continue
             sk = (k, start)
-            sides = state.get(sk)
-            if sides is None:
-                sides = state[sk] = [[], []]
-                heapq.heappush(self.closing, (start + size + self.lateness, next(self._seq), sk))
+            sides = data.get(sk)
+            if sides is None and (not uncached or (sides := load(sk)) is None):
+                sides = [[], []]
+                add_new(sk, sides, start)
+                if start not in open_starts:
+                    open_starts.add(start)
+                    heapq.heappush(self.start_heap, start)
             for other in sides[1 - side]:
                 out_v.append((v, other) if side == 0 else (other, v))
                 out_k.append(k)
                 out_t.append(t)
             sides[side].append(v)
-            self.dirty.add(sk)
+            dirty_add(sk)
         if late:
             self.late.append(Batch([values[i] for i in late], [keys[i] for i in late],
                                    [ts[i] for i in late], batch.part))
@@ -101,31 +117,31 @@ class WindowJoin(TimedOperator):
         return out + self._advance(batch.part)
 
     def _close(self, part: int) -> list[Batch]:
-        while self.closing and self.closing[0][0] <= self.wm:
-            sk = heapq.heappop(self.closing)[2]
-            if self.state.pop(sk, None) is not None:
-                self.dirty.add(sk)
+        starts = self.start_heap
+        last_open = self.wm - self.size - self.lateness  # starts up to this one have closed
+        while starts and starts[0] <= last_open:
+            start = heapq.heappop(starts)
+            self.open_starts.discard(start)
+            pop = self.cache.data.pop
+            for sk in self.cache.take_group(start):  # (each window's elements freed at once)
+                pop(sk)
         return []
 
-
     def snapshot(self) -> dict[bytes, bytes | None]:
-        out: dict[bytes, bytes | None] = {}
-        for sk in self.dirty:
-            v = self.state.get(sk)
-            out[orjson.dumps(list(sk))] = None if v is None else orjson.dumps(v)
-        self.dirty.clear()
+        out = self.cache.snapshot()
         out[WM_KEY] = self._time_snapshot()
         return out
 
     def restore(self, handle: StateHandle) -> None:
-        for key, raw in handle.items():
-            if key == WM_KEY:
-                self._time_restore(raw)
-                continue
-            k, start = orjson.loads(key)
-            sk = (_freeze(k), start)
-            self.state[sk] = orjson.loads(raw)
-            heapq.heappush(self.closing, (start + self.size + self.lateness, next(self._seq), sk))
+        wm = handle.get(WM_KEY) if hasattr(handle, "get") else next(
+            (raw for k, raw in handle.items() if k == WM_KEY), None)
+        if wm is not None:
+            self._time_restore(wm)
+        self.cache.attach(handle)
+        for start in self.cache.groups():
+            if start not in self.open_starts:
+                self.open_starts.add(start)
+                heapq.heappush(self.start_heap, start)
 
 
 class TableJoin(BaseOperator):

@@ -51,6 +51,9 @@ PART_SPAN = 1 << 20  # global partition id = source index * PART_SPAN + partitio
 TASK_POLICY = RestartPolicy(max_restarts=3, within=60.0, backoff=0.05, max_backoff=2.0)
 #: Bumped when a stateful operator's stored layout changes: old state then needs --reset.
 STATE_FORMAT = 2
+#: The same for layouts that changed later, by step kind (session windows: "Session"), so an
+#: app whose other steps kept their layout keeps its checkpoints.
+STATE_FORMATS = {"Session": 3, "join": 3}
 
 
 class PipelineError(StreamrtError):
@@ -110,11 +113,13 @@ def fingerprint(app: App) -> bytes:
             parts.append(["source", n.id, n.args["source"], n.args.get("topic")])
         elif n.kind == "window":
             a = n.args
-            parts.append(["window", n.id, type(a["spec"]).__name__, attrs.asdict(a["spec"]),
-                          sorted(a["aggs"]), STATE_FORMAT])
+            spec = type(a["spec"]).__name__
+            parts.append(["window", n.id, spec, attrs.asdict(a["spec"]), sorted(a["aggs"]),
+                          STATE_FORMATS.get(spec, STATE_FORMAT)])
         elif n.kind in STATEFUL_KINDS:  # their state's shape is their kind and settings
             parts.append([n.kind, n.id, n.args.get("within"), n.args.get("size")]
-                         + ([STATE_FORMAT] if n.kind == "dedupe" else []))
+                         + ([STATE_FORMAT] if n.kind == "dedupe" else [])
+                         + ([STATE_FORMATS[n.kind]] if n.kind in STATE_FORMATS else []))
     return orjson.dumps(parts)
 
 
@@ -183,7 +188,7 @@ class _Plan:
                               processing_time=a["processing_time"], cache_size=size)
         if n.kind == "join":
             return ops.WindowJoin(a["spec"], a["timestamp"], a["ooo"], a["lateness"],
-                                  processing_time=a["processing_time"])
+                                  processing_time=a["processing_time"], cache_size=size)
         if n.kind == "join_table":
             return ops.TableJoin(a["how"], cache_size=size)
         raise InvalidArgument(f"unknown step kind {n.kind!r}")
