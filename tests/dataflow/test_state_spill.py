@@ -168,6 +168,103 @@ def test_table_join(tmp_path: Path, cache: int) -> None:
     assert _read(tmp_path / "d", "joined") == want
 
 
+def _jittered(n: int, seed: int, key: str, late_every: int) -> list[dict[str, Any]]:
+    """Events 10 ms apart, up to 40 ms out of order (allowed: 50), and after the first 2000
+    every ``late_every``-th one 20 s behind: always late (its windows closed long ago)."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        ts = i * 10 - rnd.randrange(40)
+        if i >= 2000 and i % late_every == 0:
+            ts -= 20_000
+        out.append({"id": i, key: rnd.randrange(USERS), "v": rnd.randrange(100), "ts": ts})
+    return out
+
+
+@pytest.mark.parametrize("cache", [TINY, LARGE])
+def test_sessions(tmp_path: Path, cache: int) -> None:
+    gap = 2000  # each of 300 users every 3 s on average: several sessions each
+    evs = _jittered(5000, 5, "user", 97)
+    app = sr.App("ses", guarantee="exactly_once", batch_size=64, checkpoint_records=500,
+                 state_cache_size=cache)
+    (app.stream(lambda: iter(evs), name="src").map(_crash_once(3700)).key_by(lambda e: e["user"])
+        .window(sr.session(gap_ms=gap), timestamp=lambda e: e["ts"], max_out_of_orderness=0.05,
+                allowed_lateness=0.01)
+        .late_to("late")
+        .aggregate(n=sr.count(), ids=sr.collect(lambda e: e["id"]), name="sessions")
+        .to("sessions"))
+    r = app.run(data_dir=tmp_path / "d")
+    late = {e["id"] for e in evs if e["id"] >= 2000 and e["id"] % 97 == 0}
+    if cache == TINY:  # more changes than the bound in every step: a checkpoint after each
+        assert r.checkpoints >= 5000 // 64
+    assert r.restarts == 1 and r.late >= len(late)  # (the count includes a replay's)
+    assert sorted(e["id"] for e in _read(tmp_path / "d", "late")) == sorted(late)
+    # per user, sorted by time, cut where the next element is `gap` or more later
+    want = []
+    per: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for e in evs:
+        if e["id"] not in late:
+            per[e["user"]].append(e)
+    for u, mine in per.items():
+        mine.sort(key=lambda e: e["ts"])
+        cur: list[dict[str, Any]] = []
+        for e in mine + [None]:  # type: ignore[list-item]
+            if cur and (e is None or e["ts"] - cur[-1]["ts"] >= gap):
+                want.append({"key": u, "start": cur[0]["ts"], "end": cur[-1]["ts"] + gap,
+                             "n": len(cur), "ids": sorted(x["id"] for x in cur)})
+                cur = []
+            if e is not None:
+                cur.append(e)
+    got = _read(tmp_path / "d", "sessions")
+    for g in got:
+        g["ids"] = sorted(g["ids"])
+    assert _canon(got) == _canon(want)
+
+
+@pytest.mark.parametrize("cache", [TINY, LARGE])
+def test_window_join(tmp_path: Path, cache: int) -> None:
+    left, right = _jittered(3000, 6, "k", 89), _jittered(3000, 7, "k", 1 << 30)
+    app = sr.App("wj", guarantee="exactly_once", batch_size=50, checkpoint_records=400,
+                 state_cache_size=cache)
+    ls = app.stream(lambda: iter(left), name="left").map(_crash_once(2600)).key_by(lambda e: e["k"])
+    rs = app.stream(lambda: iter(right), name="right").key_by(lambda e: e["k"])
+    (ls.join(rs, window=sr.tumbling(ms=1000), timestamp=lambda e: e["ts"],
+             max_out_of_orderness=0.05, late_to="late", name="j")
+        .map(lambda p: [p[0]["id"], p[1]["id"]]).to("pairs"))
+    r = app.run(data_dir=tmp_path / "d")
+    late = {e["id"] for e in left if e["id"] >= 2000 and e["id"] % 89 == 0}
+    if cache == TINY:
+        assert r.checkpoints >= 3000 // 50
+    assert r.restarts == 1 and r.late >= len(late)  # (the count includes a replay's)
+    assert sorted(e["id"] for e in _read(tmp_path / "d", "late")) == sorted(late)
+    windows: dict[tuple[int, int], list[list[int]]] = defaultdict(lambda: [[], []])
+    for side, evs in enumerate((left, right)):
+        for e in evs:
+            if side == 1 or e["id"] not in late:
+                windows[(e["k"], e["ts"] // 1000)][side].append(e["id"])
+    want = [[a, b] for ls_, rs_ in windows.values() for a in ls_ for b in rs_]
+    got = _read(tmp_path / "d", "pairs")
+    assert len(want) > 500 and len(got) == len(want) and sorted(got) == sorted(want)
+
+
+def test_checkpoints_of_the_older_session_and_join_layouts_ask_for_reset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def app() -> sr.App:
+        a = sr.App("old", guarantee="exactly_once")
+        k = a.stream(lambda: iter([{"k": 1, "ts": 5}]), name="src").key_by(lambda e: e["k"])
+        (k.window(sr.session(gap_ms=10), timestamp=lambda e: e["ts"])
+            .aggregate(n=sr.count(), name="s").to("out"))
+        return a
+
+    with monkeypatch.context() as m:  # what the previous version wrote
+        m.setattr(sr.dataflow._runner, "STATE_FORMATS", {})
+        app().run(data_dir=tmp_path / "d")
+    with pytest.raises(sr.dataflow.IncompatibleState, match="--reset"):
+        app().run(data_dir=tmp_path / "d")
+    app().run(data_dir=tmp_path / "d", reset=True)
+    assert sr.dataflow._runner.STATE_FORMATS["join"] > sr.dataflow._runner.STATE_FORMAT
+
+
 def test_the_cache_size_is_positive() -> None:
     with pytest.raises(errors.InvalidArgument, match="state_cache_size"):
         sr.App("bad", state_cache_size=0)
