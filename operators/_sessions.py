@@ -9,14 +9,15 @@ later and leaves ``due`` alone (the key is looked at a little early, finds nothi
 and is filed again); only a new session closing before ``due`` moves it earlier.
 
 The close schedule is not held per key in memory. A key is *filed* under the bucket of its
-``due`` (``due // width``, the width being the gap) in a second bounded cache, the index
-(``(bucket, key) -> 0``, stored under the bucket first, grouped by bucket): what stays in
-memory is the set of live buckets, a few per gap of event time, however many keys. When the
-watermark reaches a bucket's first time, the bucket becomes the *current* one: its keys are
-listed (the cached ones, and one prefix scan for the rest) and go into a heap by ``due`` (the
-transient of one bucket, as a tumbling window end's is of one window start). A key whose
-``due`` comes is looked at: its sessions that are due close, and the key is filed again under
-the bucket of its next ``due`` (kept in the heap if that is the current bucket), or forgotten.
+``due`` (``due // width``, the width being a sixteenth of the gap) in a second bounded cache,
+the index (``(bucket, key) -> 0``, stored under the bucket first, grouped by bucket): what
+stays in memory is the set of live buckets, about ``16 * (1 + (disorder + lateness) / gap)``,
+however many keys. When the watermark reaches a bucket's first time, the bucket becomes the
+*current* one: its keys are listed (the cached ones, and one prefix scan for the rest) and go
+into a heap by ``due`` (the transient of one bucket, as a tumbling window end's is of one
+window start). A key whose ``due`` comes is looked at: its sessions that are due close, and
+the key is filed again under the bucket of its next ``due`` (kept in the heap if that is the
+current bucket), or forgotten.
 
 An index entry ``(b, key)`` is current when the key's ``due`` falls in bucket ``b``; others are
 stale (left behind when ``due`` moved earlier) and are dropped when their bucket comes. Heap
@@ -41,6 +42,8 @@ from ._protocol import StateHandle
 
 _U64 = struct.Struct(">Q")
 _BIAS = 1 << 63  # signed buckets as unsigned, so stored keys sort by bucket
+#: A bucket of the close schedule spans the gap divided by this.
+BUCKETS_PER_GAP = 16
 #: Where the index checkpoints its per-bucket counts (the sessions' cache uses the default).
 INDEX_META_KEY = b"\x00nc"
 
@@ -92,7 +95,9 @@ class Sessions:
         self.gap = gap
         self.lateness = lateness
         self.aggs = aggs
-        self.width = gap  # of a bucket, in ms
+        # of a bucket, in ms: narrower buckets make more of them, each listed at once when it
+        # comes; the gap is part of the graph's fingerprint, so stored buckets keep their meaning
+        self.width = max(1, gap // BUCKETS_PER_GAP)
         #: key -> [due, sessions]
         self.cache = StateCache(None, cache_size, encode=_session_key, decode=_session_from,
                                 prefix=b"s")

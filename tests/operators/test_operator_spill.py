@@ -127,7 +127,7 @@ def test_windows(steps: list[Any], spec: Any, emit: str) -> None:
 
 
 @SETTINGS
-@given(STEPS, st.sampled_from([1, 2, 5]), st.sampled_from([0, 2]),
+@given(STEPS, st.sampled_from([1, 2, 5, 40]), st.sampled_from([0, 2]),
        st.sampled_from(["final", "early"]))
 def test_sessions(steps: list[Any], gap: int, lateness: int, emit: str) -> None:
     # keys come back after their sessions closed, out of order (up to 6 ms) and late
