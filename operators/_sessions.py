@@ -204,6 +204,8 @@ class Sessions:
                 if soon or (cur + 1) * w - 1 > wm:
                     return  # (every later bucket starts after this one ends)
                 self.current = None  # no key can be filed under it any more
+                if not self.index.members.get(cur, True):
+                    del self.index.members[cur]  # (its last key was looked at: empty)
             buckets = self.buckets
             if not buckets or buckets[0] * w > wm:
                 return
