@@ -32,7 +32,7 @@ from streamrt.errors import InvalidArgument
 from ._batch import Batch
 from ._cache import DEFAULT_MAX_ENTRIES, StateCache
 from ._protocol import BaseOperator, BatchFailed, StateHandle
-from ._time import WM_KEY, TimedOperator, wall_clock_ms
+from ._time import TimedOperator, wall_clock_ms
 
 
 def _freeze(x: Any) -> Any:
@@ -228,15 +228,10 @@ class Dedupe(TimedOperator):
         return []
 
     def snapshot(self) -> dict[bytes, bytes | None]:
-        out = self.cache.snapshot()
-        out[WM_KEY] = self._time_snapshot()
-        return out
+        return self._with_time(self.cache.snapshot())
 
     def restore(self, handle: StateHandle) -> None:
-        wm = handle.get(WM_KEY) if hasattr(handle, "get") else next(
-            (raw for k, raw in handle.items() if k == WM_KEY), None)
-        if wm is not None:
-            self._time_restore(wm)
+        self._restore_time(handle)
         self.cache.attach(handle)
         self.buckets = sorted(self.cache.groups())
 

@@ -153,6 +153,19 @@ class TimedOperator(BaseOperator):
         self.max_ts.update({p: t for p, t in d["max_ts"]})
         self.idle.update(d.get("idle", ()))
 
+    def _with_time(self, changes: dict[bytes, bytes | None]) -> dict[bytes, bytes | None]:
+        """A snapshot: the operator's state changes plus its event-time progress."""
+        changes[WM_KEY] = self._time_snapshot()
+        return changes
+
+    def _restore_time(self, handle: Any) -> None:
+        """Event-time progress back from a checkpoint (a handle with ``get``, or only the
+        ``items`` of the original protocol)."""
+        wm = handle.get(WM_KEY) if hasattr(handle, "get") else next(
+            (raw for k, raw in handle.items() if k == WM_KEY), None)
+        if wm is not None:
+            self._time_restore(wm)
+
     def take_late(self) -> list[Batch]:
         """The late elements set aside since the last call."""
         late, self.late = self.late, []

@@ -47,7 +47,7 @@ from ._batch import Batch
 from ._cache import DEFAULT_MAX_ENTRIES, StateCache
 from ._protocol import BatchFailed, StateHandle
 from ._sessions import SessionFailed, Sessions
-from ._time import NO_TIME, WM_KEY, TimedOperator, wall_clock_ms
+from ._time import NO_TIME, TimedOperator, wall_clock_ms
 
 __all__ = ["NO_TIME", "Session", "Sliding", "Tumbling", "WindowAggregate", "session", "sliding",
            "tumbling"]
@@ -374,15 +374,11 @@ class WindowAggregate(TimedOperator):
     # ------------------------------------------------------------ state
 
     def snapshot(self) -> dict[bytes, bytes | None]:
-        out = self.sessions.snapshot() if self.sessions is not None else self.cache.snapshot()
-        out[WM_KEY] = self._time_snapshot()
-        return out
+        return self._with_time(
+            self.sessions.snapshot() if self.sessions is not None else self.cache.snapshot())
 
     def restore(self, handle: StateHandle) -> None:
-        wm = handle.get(WM_KEY) if hasattr(handle, "get") else next(
-            (raw for k, raw in handle.items() if k == WM_KEY), None)
-        if wm is not None:
-            self._time_restore(wm)
+        self._restore_time(handle)
         if self.sessions is not None:
             self.sessions.attach(handle)
         else:
