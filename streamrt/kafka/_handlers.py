@@ -338,8 +338,8 @@ class Handlers:
                     "session_id": 0, "responses": []}
         max_wait = max(0, body.get("max_wait_ms", 0)) / 1000.0
         min_bytes = body.get("min_bytes", 1)
-        resp, size = self._read(body)
-        if size < max(min_bytes, 1) and max_wait > 0:
+        resp, size = self._read(body)  # size -1: no data, and an error to report at once
+        if 0 <= size < max(min_bytes, 1) and max_wait > 0:
             positions = {(t["topic"], p["partition"]): p["fetch_offset"]
                          for t in body.get("topics") or [] for p in t.get("partitions") or []}
             known = {tp: off for tp, off in positions.items()
@@ -351,7 +351,7 @@ class Handlers:
                     if left <= 0 or not await self.broker.wait_any(known, left):
                         break
                     resp, size = self._read(body)
-                    if min_bytes > 1 and size < min_bytes:
+                    if 0 <= size < min_bytes and min_bytes > 1:
                         known = {tp: self.broker.high_watermark(*tp) for tp in known
                                  if self.broker.store.has_topic(tp[0])}
                         if not known:
@@ -361,6 +361,8 @@ class Handlers:
         return {"throttle_time_ms": 0, "error_code": E.NONE, "session_id": 0, "responses": resp}
 
     def _read(self, body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """The Fetch response's topics, and the bytes of records in them (-1 when there are
+        none and some partition has an error to report)."""
         store = self.broker.store
         budget = body.get("max_bytes", 0x7FFFFFFF)
         total = 0
@@ -396,6 +398,8 @@ class Handlers:
                 if batches:
                     entry["records"] = batches
                     total += sum(len(b) for b in batches)
+        if total == 0 and any(p["error_code"] for t in out for p in t["partitions"]):
+            total = -1  # an error to report: answer now, as Kafka does, not after max_wait
         return out, total
 
     async def list_offsets(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:

@@ -230,3 +230,16 @@ async def test_metadata_creates_unknown_topics_unless_told_not_to(tmp_path: Path
         r = await c.call(METADATA, 5, {"topics": [{"name": "manual"}],
                                        "allow_auto_topic_creation": False})
         assert r["topics"][0]["error_code"] == 3 and not broker.store.has_topic("manual")
+
+
+async def test_a_fetch_with_an_error_answers_at_once_not_after_max_wait(tmp_path: Path) -> None:
+    async with serving(tmp_path) as (broker, port):
+        await broker.create_topic("t")
+        await broker.produce("t", 0, [(None, b"x")])
+        c = await Client.connect(port)
+        fetch = {"max_wait_ms": 30_000, "min_bytes": 1, "max_bytes": 1 << 20, "isolation_level": 0,
+                 "topics": [{"topic": "t", "partitions": [
+                     {"partition": 0, "fetch_offset": 5, "partition_max_bytes": 1 << 20}]}]}
+        with trio.fail_after(5):  # not 30 s: the client must hear OFFSET_OUT_OF_RANGE now
+            r = await c.call(FETCH, 11, fetch)
+        assert r["responses"][0]["partitions"][0]["error_code"] == 1
