@@ -11,7 +11,7 @@ of its own costs more than a few kilobytes of copying.
 The dict shapes are the generic codec's (Kafka's field names in snake_case). Version 12 is
 flexible (compact lengths, tagged fields: the request's ClusterId is tag 0; a response
 partition's DivergingEpoch, CurrentLeader and SnapshotId are tags 0, 1 and 2, written only
-when set to something other than their defaults). Wire primitives come from ``_produce.py``.
+when set to something other than their defaults). Wire primitives come from ``_fastwire.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidArgument, ProtocolError
-from ._produce import (
+from ._fastwire import (
     I32,
     TRUNCATED,
     as_bytes_view,
