@@ -11,7 +11,8 @@ tagged-field section.
 
 Malformed input raises ProtocolError: truncated, a length or count beyond the bytes left, a bad
 varint, bytes left over. Counts are checked against the bytes left before anything is built, so
-a hostile count costs nothing. The wire primitives are in ``_fastwire.py``, shared with ``_fetch.py``.
+a hostile count costs nothing. The wire primitives are in ``_fastwire.py``, shared with
+``_fetch.py``.
 """
 
 from __future__ import annotations
