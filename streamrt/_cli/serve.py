@@ -26,7 +26,8 @@ def parse_address(text: str) -> tuple[str, int]:
     try:
         number = int(port)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"port must be a number, got {port!r} in {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"port must be a number, got {port!r} in {text!r}") from None
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0..65535, got {number}")
     return host, number

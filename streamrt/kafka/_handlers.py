@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: A decoded request body and a response body (Kafka's field names in snake_case).
+Body = Mapping[str, Any]
+Resp = dict[str, Any]
+
 #: The one node of this cluster: every partition's leader and every group's coordinator.
 NODE_ID = 0
 EARLIEST = -2
@@ -105,7 +109,7 @@ class Handlers:
         host, port = self.config.advertised
         return {"node_id": NODE_ID, "host": host, "port": port, "rack": None}
 
-    async def metadata(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def metadata(self, version: int, body: Body, caller: Caller) -> Resp:
         requested = body.get("topics")
         auto = self.config.auto_create_topics and body.get("allow_auto_topic_creation", True)
         if requested is None or (version == 0 and not requested):
@@ -155,7 +159,7 @@ class Handlers:
         ]
         return entry
 
-    async def find_coordinator(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def find_coordinator(self, version: int, body: Body, caller: Caller) -> Resp:
         host, port = self.config.advertised
         key_type = body.get("key_type", 0)
         err = E.NONE if key_type == 0 else E.COORDINATOR_NOT_AVAILABLE  # no transactions
@@ -169,7 +173,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ topics
 
-    async def create_topics(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def create_topics(self, version: int, body: Body, caller: Caller) -> Resp:
         out = []
         for t in body.get("topics") or []:
             name = t["name"]
@@ -211,7 +215,7 @@ class Handlers:
                 entry["error_code"], entry["error_message"] = error_code(e), str(e)
         return {"throttle_time_ms": 0, "topics": out}
 
-    async def delete_topics(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def delete_topics(self, version: int, body: Body, caller: Caller) -> Resp:
         if version >= 6:
             names = [t.get("name") for t in body.get("topics") or []]
         else:
@@ -229,7 +233,7 @@ class Handlers:
                 entry["error_code"], entry["error_message"] = error_code(e), str(e)
         return {"throttle_time_ms": 0, "responses": out}
 
-    async def describe_configs(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def describe_configs(self, version: int, body: Body, caller: Caller) -> Resp:
         results = []
         for r in body.get("resources") or []:
             rtype, name = r.get("resource_type"), r.get("resource_name")
@@ -313,7 +317,7 @@ class Handlers:
 
         return finish
 
-    async def init_producer_id(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def init_producer_id(self, version: int, body: Body, caller: Caller) -> Resp:
         if body.get("transactional_id") is not None:
             return {"throttle_time_ms": 0, "error_code": E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                     "producer_id": -1, "producer_epoch": -1}
@@ -332,7 +336,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ reads
 
-    async def fetch(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def fetch(self, version: int, body: Body, caller: Caller) -> Resp:
         if body.get("session_id", 0) not in (0,) and body.get("session_epoch", -1) > 0:
             return {"throttle_time_ms": 0, "error_code": E.FETCH_SESSION_ID_NOT_FOUND,
                     "session_id": 0, "responses": []}
@@ -402,7 +406,7 @@ class Handlers:
             total = -1  # an error to report: answer now, as Kafka does, not after max_wait
         return out, total
 
-    async def list_offsets(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def list_offsets(self, version: int, body: Body, caller: Caller) -> Resp:
         store = self.broker.store
         topics = []
         for t in body.get("topics") or []:
@@ -435,7 +439,7 @@ class Handlers:
                 entry["old_style_offsets"] = [off] if off >= 0 else []
         return {"throttle_time_ms": 0, "topics": topics}
 
-    async def offset_for_leader_epoch(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def offset_for_leader_epoch(self, version: int, body: Body, caller: Caller) -> Resp:
         topics = []
         for t in body.get("topics") or []:
             parts = []
@@ -455,7 +459,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ groups
 
-    async def join_group(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def join_group(self, version: int, body: Body, caller: Caller) -> Resp:
         group = body["group_id"]
         session = body["session_timeout_ms"] / 1000.0
         rebalance = body.get("rebalance_timeout_ms", -1)
@@ -481,7 +485,7 @@ class Handlers:
                 "members": [{"member_id": m, "group_instance_id": None, "metadata": meta}
                             for m, meta in r.members]}
 
-    async def sync_group(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def sync_group(self, version: int, body: Body, caller: Caller) -> Resp:
         assignments = body.get("assignments") or []
         try:
             a = await self.broker.groups.sync(
@@ -496,7 +500,7 @@ class Handlers:
                 "protocol_type": body.get("protocol_type"),
                 "protocol_name": body.get("protocol_name")}
 
-    async def heartbeat(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def heartbeat(self, version: int, body: Body, caller: Caller) -> Resp:
         try:
             await self.broker.groups.heartbeat(body["group_id"], member_id=body["member_id"],
                                                generation=body["generation_id"])
@@ -504,7 +508,7 @@ class Handlers:
             return {"throttle_time_ms": 0, "error_code": error_code(e)}
         return {"throttle_time_ms": 0, "error_code": E.NONE}
 
-    async def leave_group(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def leave_group(self, version: int, body: Body, caller: Caller) -> Resp:
         group = body["group_id"]
         if version >= 3:
             members = [m["member_id"] for m in body.get("members") or []]
@@ -521,29 +525,31 @@ class Handlers:
         top = results[0]["error_code"] if version < 3 and results else E.NONE
         return {"throttle_time_ms": 0, "error_code": top, "members": results}
 
-    async def offset_commit(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
-        group = body["group_id"]
+    async def offset_commit(self, version: int, body: Body, caller: Caller) -> Resp:
         generation = body.get("generation_id_or_member_epoch", body.get("generation_id", -1))
-        offsets = {(t["name"], p["partition_index"]): p["committed_offset"]
-                   for t in body.get("topics") or [] for p in t.get("partitions") or []}
+        codes: dict[tuple[str, int], int] = {}  # per partition; the rest share the commit's
+        good: dict[tuple[str, int], int] = {}
+        for t in body.get("topics") or []:
+            for p in t.get("partitions") or []:
+                tp, off = (t["name"], p["partition_index"]), p["committed_offset"]
+                if off < 0:
+                    codes[tp] = E.INVALID_REQUEST
+                elif not self._has_partition(*tp):
+                    codes[tp] = E.UNKNOWN_TOPIC_OR_PARTITION
+                else:
+                    good[tp] = off
         code = E.NONE
-        bad = {tp for tp, off in offsets.items() if off < 0}
-        good = {tp: off for tp, off in offsets.items() if off >= 0}
-        unknown = {tp for tp in good if not self._has_partition(*tp)}
-        for tp in unknown:
-            del good[tp]
         if good:
             try:
-                await self.broker.groups.commit(group, good, member_id=body.get("member_id") or "",
-                                                generation=generation if generation is not None else -1)
+                await self.broker.groups.commit(
+                    body["group_id"], good, member_id=body.get("member_id") or "",
+                    generation=-1 if generation is None else generation)
             except StreamrtError as e:
                 code = error_code(e)
         return {"throttle_time_ms": 0, "topics": [
             {"name": t["name"], "partitions": [
                 {"partition_index": p["partition_index"],
-                 "error_code": (E.UNKNOWN_TOPIC_OR_PARTITION if (t["name"], p["partition_index"]) in unknown
-                                else E.INVALID_REQUEST if (t["name"], p["partition_index"]) in bad
-                                else code)}
+                 "error_code": codes.get((t["name"], p["partition_index"]), code)}
                 for p in t.get("partitions") or []]}
             for t in body.get("topics") or []]}
 
@@ -551,7 +557,7 @@ class Handlers:
         store = self.broker.store
         return store.has_topic(topic) and 0 <= partition < store.topic(topic).partitions
 
-    async def offset_fetch(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def offset_fetch(self, version: int, body: Body, caller: Caller) -> Resp:
         if version >= 8:
             groups = [{"group_id": g["group_id"], "error_code": E.NONE,
                        "topics": self._fetched(g["group_id"], g.get("topics"))}
@@ -575,7 +581,7 @@ class Handlers:
                 for p in t.get("partition_indexes") or []]})
         return out
 
-    async def describe_groups(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def describe_groups(self, version: int, body: Body, caller: Caller) -> Resp:
         out = []
         for g in body.get("groups") or []:
             entry: dict[str, Any] = {"error_code": E.NONE, "error_message": None, "group_id": g,
@@ -601,7 +607,7 @@ class Handlers:
                  "member_assignment": m.assignment} for m in d.members]
         return {"throttle_time_ms": 0, "groups": out}
 
-    async def list_groups(self, version: int, body: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
+    async def list_groups(self, version: int, body: Body, caller: Caller) -> Resp:
         states = body.get("states_filter") or []
         groups = []
         for g in self.broker.groups.list_groups():
@@ -704,7 +710,7 @@ def _topic_config(configs: list[Mapping[str, Any]]) -> TopicConfig:
 def _kafka_configs(config: TopicConfig) -> dict[str, str]:
     return {
         "retention.ms": str(config.retention_ms if config.retention_ms is not None else -1),
-        "retention.bytes": str(config.retention_bytes if config.retention_bytes is not None else -1),
+        "retention.bytes": str(-1 if config.retention_bytes is None else config.retention_bytes),
         "cleanup.policy": config.cleanup_policy,
         "delete.retention.ms": str(config.tombstone_grace_ms),
     }

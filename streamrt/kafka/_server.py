@@ -58,7 +58,9 @@ class KafkaServer:
         self._connections = 0
         self.address: tuple[str, int] | None = None
 
-    async def serve(self, *, task_status: TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self, *, task_status: TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Listen and serve until cancelled; ``task_status.started`` gets the bound address
         (the real port when ``port`` was 0)."""
         cfg = self.config
