@@ -19,12 +19,7 @@ computes the same results in plain Python. :class:`Child` is the test side.
 from __future__ import annotations
 
 import os
-import queue
-import signal
-import subprocess
 import sys
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -102,69 +97,23 @@ def main(path: str, guarantee: str) -> None:
 # ----------------------------------------------------------------------------- test side
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 
 
-class Child:
-    """One run of this script, its stdout lines read with deadlines."""
+sys.path.insert(0, str(HERE.parent))  # tests/: the shared child harness
+from _child import Child as _Child  # noqa: E402
+
+
+class Child(_Child):
+    """One run of this script, its stdout lines read with deadlines; a torn last line (a
+    result printed in part when the child was killed) fails the test."""
 
     def __init__(self, path: Path, guarantee: str, stderr_path: Path) -> None:
-        self.stderr_path = stderr_path
-        self._err = open(stderr_path, "wb")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        env["PYTHONFAULTHANDLER"] = "1"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "_dfproc.py"), str(path), guarantee],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err, cwd=str(REPO),
-            env=env)
-        self.pid = self.proc.pid
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._pump = threading.Thread(target=self._read, daemon=True)
-        self._pump.start()
-        self.eof = False
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self._lines.put(raw[:-1].decode() if raw.endswith(b"\n") else "TORN " + raw.decode())
-        self._lines.put(None)
-
-    def stderr(self) -> str:
-        self._err.flush()
-        return self.stderr_path.read_text(errors="replace")[-4000:]
+        super().__init__(HERE / "_dfproc.py", [path, guarantee], stderr_path)
 
     def line(self, timeout: float = 60.0) -> str | None:
-        """The next line, or None once the child's output ended."""
-        if self.eof:
-            return None
-        try:
-            item = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(
-                f"child {self.pid} said nothing for {timeout}s; stderr:\n{self.stderr()}") from None
-        if item is None:
-            self.eof = True
-        assert item is None or not item.startswith("TORN"), item
+        item = super().line(timeout)
+        assert item is not None or self.torn is None, f"torn last line {self.torn!r}"
         return item
-
-    def kill9(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        rc = self.proc.wait(30)
-        assert rc == -signal.SIGKILL, f"child {self.pid} exited {rc}; stderr:\n{self.stderr()}"
-
-    def wait_ok(self) -> None:
-        rc = self.proc.wait(60)
-        assert rc == 0, f"child {self.pid} exited {rc}; stderr:\n{self.stderr()}"
-
-    def cleanup(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-            self.proc.wait(30)
-        self._pump.join(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._err.close()
 
 
 if __name__ == "__main__":
