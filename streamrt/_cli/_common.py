@@ -155,3 +155,12 @@ def is_terminal(stream: object) -> bool:
         return bool(isatty()) if isatty is not None else False
     except ValueError:  # a closed stream is not a terminal
         return False
+
+
+def print_names(names: list[str], none: str) -> None:
+    """A listing, one name per line; with nothing to list, ``none`` on stderr, only for a person
+    at a terminal (scripts reading stdout get an empty list)."""
+    if names:
+        print("\n".join(names))
+    elif is_terminal(sys.stdout):
+        print(none, file=sys.stderr)

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import sys
 
 from ..broker._assignors import decode_assignment
 from ..broker._group_fsm import GroupDescription
 from ..errors import InvalidArgument, UnknownGroup, UnknownPartition
 from ..storage import LogStore, check_topic_name
-from ._common import broker_of, is_terminal, open_existing, open_store, warn
+from ._common import broker_of, open_existing, open_store, print_names, warn
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -33,10 +32,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if store is not None:
         with store:
             names = store.groups()
-    if names:
-        print("\n".join(names))
-    elif is_terminal(sys.stdout):
-        print(f"no consumer groups in {args.data_dir}", file=sys.stderr)
+    print_names(names, f"no consumer groups in {args.data_dir}")
     return 0
 
 

@@ -14,7 +14,6 @@ described first, and a group with members is refused.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -22,7 +21,7 @@ from aiokafka import TopicPartition
 from ..broker._assignors import decode_assignment
 from ..errors import UnknownGroup
 from ..storage import check_topic_name
-from ._common import CliError, is_terminal, plural
+from ._common import CliError, plural, print_names
 from .groups import parse_target, target_offset
 from .remote import JOIN_TIMEOUT, Remote, run, table
 
@@ -47,10 +46,7 @@ def groups_list(args: argparse.Namespace) -> int:
 
     async def main(r: Remote) -> int:
         names = sorted({g[0] for g in await r.admin.list_consumer_groups()})
-        if names:
-            print("\n".join(names))
-        elif is_terminal(sys.stdout):
-            print(f"no consumer groups at {r.address}", file=sys.stderr)
+        print_names(names, f"no consumer groups at {r.address}")
         return 0
 
     return run(args, main)

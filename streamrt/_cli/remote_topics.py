@@ -9,14 +9,13 @@ no stored bytes per partition (``-``).
 from __future__ import annotations
 
 import argparse
-import sys
 
 from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from ..errors import InvalidArgument, TopicExists, UnknownTopic
 from ..storage import TopicConfig, check_topic_name
-from ._common import is_terminal, plural
+from ._common import plural, print_names
 from .remote import Remote, check, run, table
 
 _TOPIC_ALREADY_EXISTS = 36
@@ -91,10 +90,7 @@ def topics_list(args: argparse.Namespace) -> int:
 
     async def main(r: Remote) -> int:
         names = sorted(await r.topics())
-        if names:
-            print("\n".join(names))
-        elif is_terminal(sys.stdout):
-            print(f"no topics at {r.address}", file=sys.stderr)
+        print_names(names, f"no topics at {r.address}")
         return 0
 
     return run(args, main)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..storage import LogStore, TopicConfig, TopicInfo, check_topic_name
-from ._common import broker_of, is_terminal, open_existing, open_store, plural
+from ._common import broker_of, open_existing, open_store, plural, print_names
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -47,11 +46,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if store is not None:
         with store:
             names = [t.name for t in store.topics()]
-    if names:
-        print("\n".join(names))
-    elif is_terminal(sys.stdout):
-        # Only for a person at a terminal: scripts reading stdout get an empty list.
-        print(f"no topics in {args.data_dir}", file=sys.stderr)
+    print_names(names, f"no topics in {args.data_dir}")
     return 0
 
 
