@@ -46,6 +46,7 @@ The rules, which the table below encodes (every state change goes through it)::
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import uuid
 from collections.abc import Callable, Sequence
@@ -68,6 +69,8 @@ class GroupState(enum.Enum):
     STABLE = "Stable"
     DEAD = "Dead"
 
+
+log = logging.getLogger("streamrt.broker.groups")
 
 E, P, C, S, D = (GroupState.EMPTY, GroupState.PREPARING_REBALANCE,
                  GroupState.COMPLETING_REBALANCE, GroupState.STABLE, GroupState.DEAD)
@@ -260,6 +263,8 @@ class GroupMachine:
             m = Member(member_id, client_id, session_timeout, rebalance_timeout, protocol_type,
                        protocols, now + session_timeout)
             self.members[member_id] = m
+            log.info("group %s: member %s joined (state %s)", self.group, member_id,
+                     self.state.value)
             if not self.protocol_type:
                 self.protocol_type = protocol_type
             m.awaiting_join = True
@@ -331,6 +336,7 @@ class GroupMachine:
         self._check_alive()
         self._member(member_id)
         out: list[Output] = []
+        log.info("group %s: member %s left", self.group, member_id)
         self._remove(now, [member_id], out)
         return out
 
@@ -356,15 +362,21 @@ class GroupMachine:
             return out
         if self.state is P and now >= self.phase_deadline:
             laggards = [mid for mid, m in self.members.items() if not m.awaiting_join]
+            if laggards:
+                log.info("group %s: removing %s: they did not rejoin within the rebalance "
+                         "timeout", self.group, ", ".join(laggards))
             self._remove(now, laggards, out)
             self._maybe_complete_join(now, out, force=True)
         elif self.state is C and now >= self.phase_deadline:
             # The leader never synced: drop the members that did not sync (the leader among
             # them) and start over with the rest.
+            log.info("group %s: the leader %s did not sync within the rebalance timeout",
+                     self.group, self.leader)
             self._remove(now, [mid for mid, m in self.members.items() if not m.awaiting_sync], out)
         dead = [mid for mid, m in self.members.items()
                 if not (m.awaiting_join or m.awaiting_sync) and now >= m.deadline]
         if dead:
+            log.info("group %s: removing %s: session timed out", self.group, ", ".join(dead))
             self._remove(now, dead, out)
         return out
 
@@ -420,6 +432,7 @@ class GroupMachine:
         if self.state is not P:
             self.phase_deadline = now + self._rebalance_timeout()
             out.append(RebalanceStarted())
+            log.debug("group %s: rebalance started (generation %d)", self.group, self.generation)
         self._move("rebalance")
 
     def _remove(self, now: float, member_ids: list[str], out: list[Output]) -> None:
@@ -453,6 +466,8 @@ class GroupMachine:
         self.protocol = self._select_protocol()
         if self.leader not in self.members:
             self.leader = next(iter(self.members))
+        log.info("group %s: generation %d with %d members (leader %s)", self.group,
+                 self.generation, len(self.members), self.leader)
         self.phase_deadline = now + self._rebalance_timeout()
         for m in self.members.values():
             m.awaiting_join = False

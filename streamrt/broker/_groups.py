@@ -129,6 +129,13 @@ _TICK = _Tick()
 _DESCRIBE = _Describe()
 
 
+def _brief(msg: Any) -> str:
+    """A message for the debug log, without the protocol metadata and assignment bytes."""
+    fields = {k: v for k, v in attrs.asdict(msg, recurse=False).items()
+              if k in ("member_id", "generation")} if attrs.has(type(msg)) else {}
+    return f"{type(msg).__name__.lstrip('_')} {fields}"
+
+
 class GroupActor(Actor[Any]):
     """One consumer group; see the module doc."""
 
@@ -155,6 +162,7 @@ class GroupActor(Actor[Any]):
         try:
             return await self._handle(msg, anyio.current_time())
         except StreamrtError as e:  # the caller's error (unknown member, ...), not a crash
+            log.debug("group %s: %s -> %s", self.group, _brief(msg), type(e).__name__)
             return Failure(e)
         finally:
             self.poke.set()
@@ -162,6 +170,9 @@ class GroupActor(Actor[Any]):
 
     async def _handle(self, msg: Any, now: float) -> Any:
         fsm = self.fsm
+        if type(msg) is not _Tick and log.isEnabledFor(logging.DEBUG):
+            log.debug("group %s (%s, generation %d): %s", self.group, fsm.state.value,
+                      fsm.generation, _brief(msg))
         if type(msg) is _Heartbeat:
             fsm.heartbeat(now, msg.member_id, msg.generation)
         elif type(msg) is _Tick:
@@ -171,6 +182,7 @@ class GroupActor(Actor[Any]):
                 member_id, outs = fsm.join(now, msg.member_id, msg.client_id, msg.session_timeout,
                                            msg.rebalance_timeout, msg.protocol_type, msg.protocols)
             except StreamrtError as e:
+                log.debug("group %s: %s -> %s", self.group, _brief(msg), type(e).__name__)
                 msg.slot.resolve(error=e)
                 return None
             old = self.joins.pop(member_id, None)
@@ -182,6 +194,7 @@ class GroupActor(Actor[Any]):
             try:
                 outs = fsm.sync(now, msg.member_id, msg.generation, msg.assignments)
             except StreamrtError as e:
+                log.debug("group %s: %s -> %s", self.group, _brief(msg), type(e).__name__)
                 msg.slot.resolve(error=e)
                 return None
             old = self.syncs.pop(msg.member_id, None)
@@ -214,10 +227,14 @@ class GroupActor(Actor[Any]):
                         f"group {self.group!r}: could not persist generation "
                         f"{out.generation}: {e}") from e
             elif type(out) is JoinReply:
+                log.debug("group %s: join answer to %s: %s", self.group, out.member_id,
+                          out.result.generation if out.result else type(out.error).__name__)
                 slot = self.joins.pop(out.member_id, None)
                 if slot is not None:
                     slot.resolve(out.result, out.error)
             elif type(out) is SyncReply:
+                log.debug("group %s: sync answer to %s: %s", self.group, out.member_id,
+                          type(out.error).__name__ if out.error else "assignment")
                 slot = self.syncs.pop(out.member_id, None)
                 if slot is not None:
                     slot.resolve(out.assignment, out.error)
