@@ -22,6 +22,13 @@ __all__ = ["Member", "run_member"]
 SESSION_TIMEOUT_MS = 3000
 HEARTBEAT_MS = 500
 POLL_S = 0.1
+#: kafka-python 3.0 polls for longer: when a poll's timeout runs out while a JoinGroup or
+#: SyncGroup is in flight (likely at 0.1 s on a loaded machine), the client can take the
+#: SyncGroup answer without ever applying the assignment or heartbeating again, so the
+#: coordinator drops it after the session timeout (seen in CI; the server's log showed the
+#: answer sent, the client's debug log showed it received). A poll still returns as soon as
+#: records arrive, so the longer timeout only delays noticing ``stop``.
+KAFKA_PYTHON_POLL_MS = 1000
 
 OnAssign = Callable[[frozenset[int]], None]
 OnRecords = Callable[[list[tuple[int, int]]], None]
@@ -55,7 +62,7 @@ def _run_kafka_python(bootstrap: str, topic: str, group: str, stop: threading.Ev
     owned: frozenset[int] = frozenset()
     try:
         while not stop.is_set():
-            batch = [(r.partition, r.offset) for recs in consumer.poll(int(POLL_S * 1000)).values()
+            batch = [(r.partition, r.offset) for recs in consumer.poll(KAFKA_PYTHON_POLL_MS).values()
                      for r in recs]
             now = frozenset(tp.partition for tp in consumer.assignment())
             if now != owned:
