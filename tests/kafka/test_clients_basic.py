@@ -154,7 +154,7 @@ def describe_live_group(client: str, bootstrap: str, topic: str, group: str, cli
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         try:
             while not consumer.assignment() and time.monotonic() < deadline:
-                consumer.poll(100)
+                consumer.poll(1000)  # see KAFKA_PYTHON_POLL_MS in _apps/kafka_member.py
             assert {tp.partition for tp in consumer.assignment()} == {0, 1}
             consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(0, "", -1)})
             listed = {g["group_id"]: g["protocol_type"] for g in admin.list_groups()}
