@@ -63,8 +63,7 @@ class TopicSink:
         self.npending = 0
         self.since = 0.0  # when the oldest pending record was added
         self._rr = 0
-        self._keys: dict[Any, tuple[type, bytes | None, int]] = {}
-        self._typed_keys: dict[tuple[type, Any], tuple[bytes | None, int]] = {}
+        self._keys: dict[type, dict[Any, tuple[bytes | None, int]]] = {}  # see _key_infos
         self.encoded: list[tuple[int, bytes]] = []  # (partition, batch) closed, in order
         self.written = 0
         self.in_flight: list[Any] = []  # waiters of writes not yet known durable
@@ -90,20 +89,8 @@ class TopicSink:
                 if b.n >= BATCH_RECORDS:
                     self._close(p)
         else:
-            cache = self._keys
-            if len(cache) > KEY_CACHE:
-                cache.clear()
             limit = BATCH_RECORDS
-            for k, v, t in zip(batch.keys, batch.values, ts):
-                # key -> (its type, bytes, partition): 1, 1.0 and True are equal dict keys
-                # with different bytes, so a hit counts only for the same type (the others
-                # go through _key_slow, which caches them by (type, key))
-                try:
-                    kt, kb, p = cache[k]
-                    if kt is not type(k):
-                        kb, p = self._key_slow(k)
-                except (KeyError, TypeError):  # TypeError: an unhashable key (a list)
-                    kb, p = self._key_slow(k)
+            for (kb, p), v, t in zip(self._key_infos(batch.keys), batch.values, ts):
                 b = builders.get(p) or self._new(p)
                 i = b.n
                 if b.append(i, t, kb, v if type(v) is bytes else dumps(v), hdrs) is None:
@@ -114,24 +101,34 @@ class TopicSink:
                     self._close(p)
         self.written += len(batch.values)
 
-    def _key_slow(self, k: Any) -> tuple[bytes | None, int]:
-        """A key's bytes and partition, remembered for the next time."""
-        typed = self._typed_keys
+    def _key_infos(self, keys: list[Any]) -> list[tuple[bytes | None, int]]:
+        """Each key's (bytes, partition), remembered per key type: 1, 1.0 and True are
+        equal dict keys with different bytes, so one cache per type keeps them apart. A batch
+        of keys of one type (the usual case) is looked up in one pass (``map``), no Python
+        code per key."""
+        types = set(map(type, keys))
+        if len(types) != 1:
+            return [self._key_info(k) for k in keys]
+        (kt,) = types
+        cache = self._keys.get(kt)
+        if cache is None:
+            cache = self._keys[kt] = {}
         try:
-            return typed[(type(k), k)]
-        except (KeyError, TypeError):
+            return list(map(cache.__getitem__, keys))
+        except KeyError:
             pass
+        except TypeError:  # unhashable keys (lists): computed every time
+            return [self._key_info(k) for k in keys]
+        if len(cache) > KEY_CACHE:
+            cache.clear()
+        for k in keys:
+            if k not in cache:
+                cache[k] = self._key_info(k)
+        return list(map(cache.__getitem__, keys))
+
+    def _key_info(self, k: Any) -> tuple[bytes | None, int]:
         kb = key_bytes(k)
-        p = positive_hash(kb) % self.n if kb is not None else 0
-        try:
-            typed[(type(k), k)] = kb, p
-            if k not in self._keys:
-                self._keys[k] = (type(k), kb, p)
-        except TypeError:  # unhashable: computed every time
-            pass
-        if len(typed) > KEY_CACHE:
-            typed.clear()
-        return kb, p
+        return kb, (positive_hash(kb) % self.n if kb is not None else 0)
 
     def _new(self, p: int) -> _Builder:
         b = self.builders[p] = _Builder()
