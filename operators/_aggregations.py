@@ -298,6 +298,7 @@ class Compiled:
             env["records"])
 
         self._fold: Callable[..., None] | None = None
+        self._young_fold: Callable[..., int] | None = None
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return [agg.merge(x, y) for agg, x, y in zip(self.aggs, a, b)]
@@ -357,6 +358,68 @@ def fold(keys, values, ts, late, size, edge, data, load, uncached, members, open
         exec(src, env)  # noqa: S102 - generated from our own templates only
         self._fold = env["fold"]
         return self._fold
+
+
+    def young_fold(self) -> Callable[..., int]:
+        """A batch folded into tumbling windows kept as young windows: ``young`` maps a
+        window start to ``{key: accumulators}`` of the windows opened since the last
+        checkpoint, outside the state cache (see ``WindowAggregate._tumbling``). A window
+        the cache holds (opened before the checkpoint; only looked for when the cache has
+        windows of that start) is updated there and marked dirty. Returns how many windows
+        it opened. The aggregations are inlined as in :meth:`tumbling_fold`."""
+        if self._young_fold is not None:
+            return self._young_fold
+        checks = self._checks or ["pass"]
+        stores = self._stores or ["pass"]
+
+        def block(lines: list[str], indent: int) -> str:
+            return "\n".join(" " * indent + line for line in lines)
+
+        def fold_in(indent: int) -> str:
+            return (f"{' ' * indent}try:\n{block(checks, indent + 4)}\n"
+                    f"{' ' * indent}except Exception as e:\n"
+                    f"{' ' * indent}    raise Failed(i) from e\n{block(stores, indent)}")
+
+        src = f"""
+def fold(keys, values, ts, late, size, edge, young, members, data, load, uncached, opened,
+         dirty_add, Failed, init):
+    cur_start = None
+    grp = None
+    old = False
+    opened_n = 0
+    for i, (k, v, t) in enumerate(zip(keys, values, ts)):
+        start = t - t % size
+        if start != cur_start:
+            if start + size <= edge:
+                late.append(i)
+                continue
+            cur_start = start
+            grp = young.get(start)
+            if grp is None:
+                grp = young[start] = {{}}
+                opened(start)
+            old = start in members or start in uncached
+        a = grp.get(k)
+        if a is None:
+            if old:
+                sk = (k, start)
+                a = data.get(sk)
+                if a is not None or (uncached and (a := load(sk)) is not None):
+{fold_in(20)}
+                    dirty_add(sk)
+                    continue
+            a = {self._init_expr}
+{fold_in(12)}
+            grp[k] = a
+            opened_n += 1
+            continue
+{fold_in(8)}
+    return opened_n
+"""
+        env = dict(self._env)
+        exec(src, env)  # noqa: S102 - generated from our own templates only
+        self._young_fold = env["fold"]
+        return self._young_fold
 
 
 def _literal_round_trips(value: Any) -> bool:

@@ -317,15 +317,16 @@ class StateCache:
 
     # ------------------------------------------------------------ bound
 
-    def evict(self) -> None:
+    def evict(self, extra: int = 0) -> None:
         """Evict clean entries, least recently used first, down to the bound (or set
-        :attr:`wants_checkpoint` when only dirty ones are left)."""
+        :attr:`wants_checkpoint` when only dirty ones are left). ``extra`` entries the
+        operator holds outside the cache (new since the checkpoint, so dirty) count too."""
         data, dirty, clean, stored = self.data, self.dirty, self.clean, self.stored
         limit = self.max_entries
         assert limit is not None
         if not self._backed:
             return
-        while len(data) > limit:
+        while len(data) + extra > limit:
             if not clean:
                 self.wants_checkpoint = True
                 return

@@ -23,6 +23,9 @@ sortable u64, the key as JSON), and the cache groups them by start: what stays i
 closing is the set of open starts (one per window end, however many keys), and a window end
 closes by taking its start's group whole, cached and stored. The cache is bounded
 (``cache_size``): windows beyond it live in LMDB until they are touched again or close.
+Tumbling windows with final results opened since the last checkpoint are *young*: they live
+in ``young`` (start -> key -> accumulators) outside the cache until the checkpoint's snapshot
+moves them in, since they are dirty and unevictable anyway (``_tumbling`` says why).
 Sessions (``_sessions.py``) keep every key's sessions in a bounded cache too, and file keys
 under coarse buckets of their close times in a second one, so their close schedule is not held
 per key in memory either.
@@ -175,6 +178,10 @@ class WindowAggregate(TimedOperator):
         # the windows of a start are its group in the cache (and in the store).
         self.open_starts: set[int] = set()
         self.start_heap: list[int] = []
+        # tumbling windows with final results: start -> {key: accumulators} of the windows
+        # opened since the last checkpoint, outside the cache (see _tumbling)
+        self.young: dict[int, dict[Any, Any]] = {}
+        self.young_n = 0
         self._touched: set[Any] | None = None  # emit="early": the windows a batch changed
         self.late_count = 0
 
@@ -251,6 +258,20 @@ class WindowAggregate(TimedOperator):
         aggregations applied, the window marked dirty for the next checkpoint. The loop is
         generated with the aggregations inlined (``Compiled.tumbling_fold``)."""
         cache = self.cache
+        if not self.early:
+            # Windows opened since the last checkpoint live in ``young`` (start -> key ->
+            # accumulators), not in the cache: they are dirty until the checkpoint and never
+            # evicted anyway, so there they skip the cache's per-window bookkeeping (a
+            # (key, start) tuple, its group, the dirty set). With about one window per
+            # element that bookkeeping was a tenth of the pipeline. The checkpoint moves
+            # them into the cache (snapshot); they count towards its bound meanwhile.
+            self.young_n += self.aggs.young_fold()(
+                keys, values, ts, late, self.spec.size,  # type: ignore[union-attr]
+                self.wm - self.lateness, self.young, cache.members, cache.data, cache.load,
+                cache.uncached, self._opened, cache.dirty.add, _Failed, self.aggs.init)
+            if cache.max_entries is not None and len(cache.data) + self.young_n > cache.max_entries:
+                cache.evict(self.young_n)
+            return
         self.aggs.tumbling_fold()(
             keys, values, ts, late, self.spec.size,  # type: ignore[union-attr]
             self.wm - self.lateness,  # windows ending at or before this have closed
@@ -358,10 +379,10 @@ class WindowAggregate(TimedOperator):
                 start = heapq.heappop(starts)
                 self.open_starts.discard(start)
                 end = start + size
-                pop = self.cache.data.pop
-                sks = self.cache.take_group(start)
-                keys = [sk[0] for sk in sks]
-                outs = records(keys, start, end, [pop(sk) for sk in sks])
+                keys, accs = self._take_windows(start)
+                if not keys:
+                    continue
+                outs = records(keys, start, end, accs)
                 if early:
                     for out in outs:
                         out["final"] = True
@@ -371,14 +392,48 @@ class WindowAggregate(TimedOperator):
         return [Batch(out_v, out_k, out_t, part)] if out_v else []
 
 
+    def _take_windows(self, start: int) -> tuple[list[Any], list[Any]]:
+        """The keys and accumulators of every window of a start, young, cached or stored,
+        all forgotten (each accumulator freed as its result is built)."""
+        cache = self.cache
+        young = self.young.pop(start, None)
+        if young is not None:
+            self.young_n -= len(young)
+            if start not in cache.members and not cache.uncached.get(start):
+                return list(young), list(young.values())
+        pop = cache.data.pop
+        sks = cache.take_group(start)
+        keys = [sk[0] for sk in sks]
+        accs = [pop(sk) for sk in sks]
+        if young:
+            keys += young
+            accs += young.values()
+        return keys, accs
+
     # ------------------------------------------------------------ state
 
     def snapshot(self) -> dict[bytes, bytes | None]:
-        return self._with_time(
-            self.sessions.snapshot() if self.sessions is not None else self.cache.snapshot())
+        if self.sessions is not None:
+            return self._with_time(self.sessions.snapshot())
+        cache = self.cache
+        members, data, dirty = cache.members, cache.data, cache.dirty
+        for start, windows in self.young.items():  # young windows join the cache, dirty
+            group = members.get(start)
+            if group is None:
+                group = members[start] = {}
+            for k, acc in windows.items():
+                sk = (k, start)
+                data[sk] = acc
+                group[sk] = None
+                dirty.add(sk)
+        self.young.clear()
+        self.young_n = 0
+        return self._with_time(cache.snapshot())
 
     def restore(self, handle: StateHandle) -> None:
         self._restore_time(handle)
+        self.young.clear()
+        self.young_n = 0
         if self.sessions is not None:
             self.sessions.attach(handle)
         else:
