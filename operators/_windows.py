@@ -263,7 +263,7 @@ class WindowAggregate(TimedOperator):
             # accumulators), not in the cache: they are dirty until the checkpoint and never
             # evicted anyway, so there they skip the cache's per-window bookkeeping (a
             # (key, start) tuple, its group, the dirty set). With about one window per
-            # element that bookkeeping was a tenth of the pipeline. The checkpoint moves
+            # element that bookkeeping was a fifth of the pipeline's time. The checkpoint moves
             # them into the cache (snapshot); they count towards its bound meanwhile.
             self.young_n += self.aggs.young_fold()(
                 keys, values, ts, late, self.spec.size,  # type: ignore[union-attr]
