@@ -89,3 +89,7 @@ class AsyncWaiter(Waiter):
     async def wait(self) -> Any:
         await self._event.wait()
         return self.outcome()
+
+    async def settled(self) -> None:
+        """Wait until resolved, whatever the outcome (its owner reads it with ``wait``)."""
+        await self._event.wait()

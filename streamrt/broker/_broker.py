@@ -27,6 +27,21 @@ from ._partition import PartitionActor, actor_name
 log = logging.getLogger(__name__)
 
 
+class PendingAppend:
+    """An append queued with :meth:`Broker.submit`; ``await result()`` for its WriteResult
+    once durable (or its typed error)."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self, pending: Pending) -> None:
+        self._pending = pending
+
+    async def result(self) -> WriteResult:
+        waiter = await self._pending.result()  # the partition actor queued it in the writer
+        result: WriteResult = await waiter.wait()
+        return result
+
+
 class Broker:
     """Topics, produce, long-poll fetch and commits over one data directory. Get one with
     :func:`streamrt.open`; it lives as long as that ``async with`` block."""
@@ -123,15 +138,16 @@ class Broker:
         return (await self._append(topic, partition, wb)).base_offsets[0]
 
     async def _append(self, topic: str, partition: int, wb: WriteBatch) -> WriteResult:
-        result: WriteResult = await (await self._ref(topic, partition)).ask(wb)
+        waiter = await (await self._ref(topic, partition)).ask(wb)  # queued in the writer
+        result: WriteResult = await waiter.wait()  # durable
         return result
 
-    async def submit(self, topic: str, partition: int, wb: WriteBatch) -> Pending:
+    async def submit(self, topic: str, partition: int, wb: WriteBatch) -> PendingAppend:
         """Queue an append intent for one partition and return once it is queued, with a
-        :class:`~streamrt.actors.Pending` whose ``result()`` is the WriteResult once durable.
-        Intents submitted in order from one task are written in that order, while the caller
-        goes on submitting (pipelining: the Kafka server's produce path)."""
-        return await (await self._ref(topic, partition)).request(wb)
+        :class:`PendingAppend` whose ``result()`` is the WriteResult once durable. Intents
+        submitted in order from one task are written in that order, while the caller goes on
+        submitting (pipelining: the Kafka server's produce path)."""
+        return PendingAppend(await (await self._ref(topic, partition)).request(wb))
 
     async def _ref(self, topic: str, partition: int) -> ActorRef[WriteBatch]:
         self.store._tp(topic, partition)  # a clear UnknownTopic/UnknownPartition first
@@ -189,9 +205,13 @@ class Broker:
             for w in watchers:
                 w.set()
 
-    async def wait_any(self, positions: Mapping[tuple[str, int], int], timeout: float) -> bool:
+    async def wait_any(self, positions: Mapping[tuple[str, int], int], timeout: float,
+                       wake: anyio.Event | None = None) -> bool:
         """Wait until any partition's high watermark passes its offset in ``positions`` or
-        ``timeout`` ends; True if data is there (a multi-partition long poll: Kafka's Fetch)."""
+        ``timeout`` ends; True if data is there (a multi-partition long poll: Kafka's Fetch).
+        With ``wake``, the wait also ends when that event is set (by the caller, for its own
+        reasons, or by this wait: the event is what the partitions set when data comes, so
+        it is used up either way)."""
         hw = self.store.high_watermark
 
         def ready() -> bool:
@@ -205,7 +225,7 @@ class Broker:
 
         with anyio.move_on_after(timeout):
             while not ready():
-                ev = anyio.Event()
+                ev = wake if wake is not None else anyio.Event()
                 for tp in positions:
                     self._watchers.setdefault(tp, set()).add(ev)
                 try:
@@ -218,6 +238,8 @@ class Broker:
                             ws.discard(ev)
                             if not ws:
                                 del self._watchers[tp]
+                if wake is not None:
+                    break
         return ready()
 
     async def wait_for_data(self, topic: str, partition: int, offset: int, timeout: float) -> bool:
