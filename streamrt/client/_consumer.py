@@ -534,25 +534,20 @@ class Consumer(GroupMembership):
 
     async def _wait_for_data(self, timeout: float) -> None:
         """Long poll: until any owned partition has data past its position, the assignment
-        changes, the consumer is woken (seek, resume, close) or ``timeout`` passes."""
+        changes, the consumer is woken (seek, resume, close) or ``timeout`` passes. One event
+        serves both: :meth:`_wake` sets it, and so do the partitions when data comes (no task
+        per partition per wait: at 10,000 msg/s the consumer waits thousands of times a
+        second)."""
+        if self._wake_event.is_set():  # used up by the partitions at the last wait
+            self._wake_event = anyio.Event()
         wake = self._wake_event
-        parts = [] if self._revoking else [
-            (tp, self._positions[tp]) for tp in self._assignment if tp not in self._paused]
-        broker = self._broker
-        with anyio.move_on_after(timeout):
-            async with anyio.create_task_group() as tg:
-
-                async def one(t: str, p: int, off: int) -> None:
-                    if await broker.wait_for_data(t, p, off, timeout):
-                        tg.cancel_scope.cancel()
-
-                async def woken() -> None:
-                    await wake.wait()
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(woken)
-                for (t, p), off in parts:
-                    tg.start_soon(one, t, p, off)
+        parts = {} if self._revoking else {
+            tp: self._positions[tp] for tp in self._assignment if tp not in self._paused}
+        if not parts:
+            with anyio.move_on_after(timeout):
+                await wake.wait()
+            return
+        await self._broker.wait_any(parts, timeout, wake)
 
     # ------------------------------------------------------------- public controls
 

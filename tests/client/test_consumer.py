@@ -68,7 +68,7 @@ async def test_long_poll_wakes_on_produce(broker: sr.Broker) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(consume)
             with anyio.fail_after(5):
-                while ("in", 1) not in broker._signals:  # the consumer is long-polling
+                while ("in", 1) not in broker._watchers:  # the consumer is long-polling
                     await anyio.sleep(0.001)
                 await broker.producer().send("in", "hello", partition=1)
         assert [m.value for m in got] == ["hello"]
