@@ -26,7 +26,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lmdb
 import orjson
 
 from .._wake import AsyncWaiter, SyncWaiter
@@ -39,7 +38,6 @@ from ..errors import (
     StaleGeneration,
     StoreClosed,
     StorageError,
-    StreamrtError,
     TopicExists,
     UnknownPartition,
     UnknownTopic,
@@ -441,24 +439,6 @@ class LogStore:
         w = AsyncWaiter()
         self._writer.submit(self._intent_op(batch), w, _wb_size(batch))
         return w
-
-    async def write_many(self, batches: Sequence[WriteBatch]) -> list[WriteResult | StreamrtError]:
-        """Submit several intents at once, so they share a group commit; each lands or fails
-        alone: the result list holds a WriteResult or the typed error for each, in order."""
-        self._check_open()
-        waiters = []
-        for wb in batches:
-            op = self._intent_op(wb)
-            w = AsyncWaiter()
-            self._writer.submit(op, w, _wb_size(wb))
-            waiters.append(w)
-        out: list[WriteResult | StreamrtError] = []
-        for w in waiters:
-            try:
-                out.append(await w.wait())
-            except StreamrtError as e:
-                out.append(e)
-        return out
 
     def write_sync(self, batch: WriteBatch) -> WriteResult:
         """Blocking twin of :meth:`write`."""
