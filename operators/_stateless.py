@@ -9,8 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from streamrt.errors import InvalidArgument
+
 from ._batch import Batch
 from ._protocol import BaseOperator
+
+#: Key types used as they are: hashable, and the same value after a JSON round trip (which
+#: state keys make at every checkpoint and restore).
+_PLAIN_KEYS = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 class Map(BaseOperator):
@@ -86,7 +92,24 @@ class KeyBy(BaseOperator):
 
     def process(self, batch: Batch) -> list[Batch]:
         fn = self.fn
-        return [Batch(batch.values, [fn(v) for v in batch.values], batch.ts, batch.part)]
+        keys = [fn(v) for v in batch.values]
+        if not _PLAIN_KEYS.issuperset(map(type, keys)):
+            keys = [_hashable(k) for k in keys]
+        return [Batch(batch.values, keys, batch.ts, batch.part)]
+
+
+def _hashable(key: Any) -> Any:
+    """A composite key as state can hold it: lists (``[user, page]``, or JSON arrays) become
+    tuples, as restored state keys do; anything else unhashable is refused clearly."""
+    if type(key) is list or type(key) is tuple:
+        return tuple(_hashable(k) for k in key)
+    try:
+        hash(key)
+    except TypeError:
+        raise InvalidArgument(
+            f"key_by returned a {type(key).__name__}, which cannot be a key: return a str, a "
+            f"number, bytes, or a tuple or list of them (e.g. (e['user'], e['page']))") from None
+    return key
 
 
 class Inspect(BaseOperator):

@@ -310,3 +310,25 @@ def test_a_second_bounded_run_over_newer_records_is_not_late(tmp_path: Path) -> 
             last[i % 7] = i
             want.append(i)
     assert [e["n"] for e in _read(tmp_path / "d", "again-uniq")] == want
+
+
+def test_composite_keys_from_lists_and_a_clear_error_for_dicts(tmp_path: Path) -> None:
+    """key_by may return a list (a JSON array): it keys state as a tuple, also when the state
+    goes through checkpoints and a 2-entry cache (windows evicted and read back from the
+    store); a dict cannot be a key, and the error says what to return instead."""
+    evs = _events(400)
+    app = sr.App("ck", checkpoint_records=50, batch_size=32, state_cache_size=2)
+    (app.stream(evs, name="src").key_by(lambda e: [e["user"] % 2, [e["v"] % 3]])
+        .window(sr.tumbling(ms=1000), timestamp=lambda e: e["ts"])
+        .aggregate(n=sr.count(), name="per-pair").to("pairs"))
+    app.run(data_dir=tmp_path / "d")
+    want = Counter((e["user"] % 2, e["v"] % 3, e["ts"] // 1000) for e in evs)
+    got = {(r["key"][0], r["key"][1][0], r["start"] // 1000): r["n"] for r in _read(tmp_path / "d", "pairs")}
+    assert got == dict(want)
+
+    bad = sr.App("bad")
+    (bad.stream(evs, name="src").key_by(lambda e: {"u": e["user"]})
+        .window(sr.tumbling(ms=1000), timestamp=lambda e: e["ts"]).aggregate(n=sr.count())
+        .to("x"))
+    with pytest.raises(Exception, match="key_by returned a dict, which cannot be a key"):
+        bad.run(data_dir=tmp_path / "b")
