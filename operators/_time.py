@@ -19,6 +19,8 @@ stamped with the clock's time when it is processed, and the watermark is the clo
 
 from __future__ import annotations
 
+import datetime as _dt
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +38,27 @@ WM_KEY = b"\x00wm"
 
 def wall_clock_ms() -> int:
     return int(time.time() * 1000)
+
+
+_INT_ONLY = frozenset({int})
+_EPOCH = _dt.datetime(1970, 1, 1)
+_EPOCH_UTC = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_ONE_MS = _dt.timedelta(milliseconds=1)
+
+
+def _to_ms(t: Any, what: str) -> int:
+    """A timestamp function's result as epoch milliseconds: an int as it is, a float rounded
+    down, a datetime converted (a naive one is taken as UTC, as Bytewax and Kafka do); anything
+    else is refused with what to return instead."""
+    if type(t) is int:
+        return t
+    if type(t) is float and math.isfinite(t):
+        return math.floor(t)
+    if isinstance(t, _dt.datetime):
+        return (t - (_EPOCH if t.tzinfo is None else _EPOCH_UTC)) // _ONE_MS
+    raise InvalidArgument(
+        f"{what}: timestamp= returned {type(t).__name__} {t!r}; return event time as epoch "
+        f"milliseconds (an int, e.g. e['ts']) or a datetime")
 
 
 class TimedOperator(BaseOperator):
@@ -79,6 +102,8 @@ class TimedOperator(BaseOperator):
         elif self.timestamp is not None:
             tsf = self.timestamp
             ts = [tsf(v) for v in batch.values]
+            if not _INT_ONLY.issuperset(map(type, ts)):
+                ts = [_to_ms(t, what) for t in ts]
         elif batch.ts is not None:
             ts = batch.ts
         else:

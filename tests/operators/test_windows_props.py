@@ -226,6 +226,31 @@ def test_timestamp_function_and_record_timestamps() -> None:
         op2.process(Batch([1], ["k"], None, 0))
 
 
+
+def test_timestamps_as_floats_and_datetimes_are_epoch_ms_and_others_are_refused() -> None:
+    import datetime as dt
+
+    utc = dt.timezone.utc
+    start = dt.datetime(2026, 1, 1, tzinfo=utc)
+    ms = int(start.timestamp() * 1000)
+    for t0, t1 in [(1.9, 12.5),  # floats: rounded down
+                   (start.replace(tzinfo=None), start.replace(tzinfo=None) + dt.timedelta(milliseconds=12)),
+                   (start, start + dt.timedelta(milliseconds=12)),
+                   (start.astimezone(dt.timezone(dt.timedelta(hours=5))),
+                    start + dt.timedelta(milliseconds=12))]:
+        op = ops.WindowAggregate(ops.Tumbling(10), ops.Compiled({"n": ops.count()}), lambda e: e["t"])
+        op.open_parts([0])
+        (b,) = op.process(Batch([{"t": t0}, {"t": t1}], ["k", "k"], None, 0))
+        base = 0 if isinstance(t0, float) else ms
+        assert b.values == [{"key": "k", "start": base, "end": base + 10, "n": 1}], t0
+        assert b.ts == [base + 9]
+    op = ops.WindowAggregate(ops.Tumbling(10), ops.Compiled({"n": ops.count()}), lambda e: e["t"])
+    op.open_parts([0])
+    for bad in ["12", float("nan"), dt.date(2026, 1, 1), None]:
+        with pytest.raises(InvalidArgument, match="epoch milliseconds"):
+            op.process(Batch([{"t": bad}], ["k"], None, 0))
+
+
 def test_a_session_that_never_goes_quiet_keeps_one_closing_entry() -> None:
     op = ops.WindowAggregate(ops.Session(10), ops.Compiled({"n": ops.count()}), lambda e: e)
     op.open_parts([0])
