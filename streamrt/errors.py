@@ -52,6 +52,8 @@ __all__ = [
     "ProtocolError",
     "UnsupportedVersion",
     "FrameTooLarge",
+    "PipelineError",
+    "IncompatibleState",
 ]
 
 
@@ -324,3 +326,11 @@ class UnsupportedVersion(ProtocolError):
 class FrameTooLarge(ProtocolError):
     """A frame's size prefix exceeds the connection's limit (``max_frame_bytes``, or the
     smaller limit before a client's first valid request); the connection is closed."""
+
+
+class PipelineError(StreamrtError):
+    """A step of a pipeline failed; the message names the step and the user's function."""
+
+
+class IncompatibleState(StreamrtError):
+    """The app's saved state belongs to a different graph; run with --reset to start afresh."""

@@ -35,7 +35,7 @@ from operators._batch import Batch
 from operators._protocol import END_OF_TIME, BaseOperator
 
 from ..actors import Actor, RestartPolicy
-from ..errors import ActorCrashed, InvalidArgument, StreamrtError
+from ..errors import ActorCrashed, IncompatibleState, InvalidArgument, PipelineError, StreamrtError
 from ..storage import TopicConfig, WriteBatch
 from ._app import App
 from ._graph import Node, user_line
@@ -54,14 +54,6 @@ STATE_FORMAT = 2
 #: The same for layouts that changed later, by step kind (session windows: "Session"), so an
 #: app whose other steps kept their layout keeps its checkpoints.
 STATE_FORMATS = {"Session": 3, "join": 3}
-
-
-class PipelineError(StreamrtError):
-    """A step of a pipeline failed; the message names the step and the user's function."""
-
-
-class IncompatibleState(StreamrtError):
-    """The app's saved state belongs to a different graph; run with --reset to start afresh."""
 
 
 @attrs.define
@@ -145,7 +137,8 @@ class _Plan:
         self.sinks: dict[str, Any] = {}
         for n in self.nodes:
             if n.kind == "source":
-                self.sources[n.id] = (len(self.sources), make_reader(broker, n.args, until_caught_up))
+                reader = make_reader(broker, n.args, until_caught_up, n.id)
+                self.sources[n.id] = (len(self.sources), reader)
             elif n.kind in SINK_KINDS:
                 self.sinks[n.id] = self._make_sink(n, hold)
             else:

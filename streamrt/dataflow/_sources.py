@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._serde import Serde, resolve
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, PipelineError
+from ._graph import user_line
 
 
 class SourceReader:
@@ -41,12 +42,22 @@ class SourceReader:
 
 
 class IterableReader(SourceReader):
-    def __init__(self, make: Callable[[], Iterable[Any]]) -> None:
+    def __init__(self, make: Callable[[], Iterable[Any]], name: str = "source") -> None:
         self._make = make
-        self._it = iter(make())
+        self.name = name
+        self._it = self._guard(lambda: iter(make()))
         self._pos = 0
         self.parts = [0]
         self.bounded = True
+
+    def _guard(self, step: Callable[[], Any]) -> Any:
+        """Run a step of the user's iterable; its exception is reported as the source's (a
+        restart replays from the last checkpoint, so it comes back if the iterable is
+        deterministic)."""
+        try:
+            return step()
+        except Exception as e:
+            raise PipelineError(f"source {self.name!r} ({user_line(self._make)}) raised {e!r}") from e
 
     def positions(self) -> dict[int, int]:
         return {0: self._pos}
@@ -54,13 +65,14 @@ class IterableReader(SourceReader):
     def seek(self, positions: dict[int, int]) -> None:
         target = positions.get(0, 0)
         if target < self._pos:
-            self._it = iter(self._make())
+            self._it = self._guard(lambda: iter(self._make()))
             self._pos = 0
-        skipped = sum(1 for _ in itertools.islice(self._it, target - self._pos))
+        it, n = self._it, target - self._pos
+        skipped = self._guard(lambda: sum(1 for _ in itertools.islice(it, n)))
         self._pos += skipped
 
     async def read(self, part: int, max_records: int) -> tuple[list[Any], list[int] | None, bool]:
-        vals = list(itertools.islice(self._it, max_records))
+        vals = self._guard(lambda: list(itertools.islice(self._it, max_records)))
         self._pos += len(vals)
         return vals, None, len(vals) < max_records
 
@@ -131,13 +143,14 @@ class FileReader(SourceReader):
         return lines, None, self.bounded and len(lines) < max_records
 
 
-def make_reader(broker: Any, args: dict[str, Any], until_caught_up: bool) -> SourceReader:
+def make_reader(broker: Any, args: dict[str, Any], until_caught_up: bool,
+                name: str = "source") -> SourceReader:
     kind = args["source"]
     if kind == "topic":
         return TopicReader(broker, args["topic"], resolve(args.get("serde", "json")),
                            until_caught_up, args.get("max_wait", 0.1), args.get("with_keys", False))
     if kind == "iterable":
-        return IterableReader(args["make"])
+        return IterableReader(args["make"], name)
     if kind == "file":
         return FileReader(args["path"], args.get("follow", False))
     raise InvalidArgument(f"unknown source kind {kind!r}")

@@ -330,5 +330,17 @@ def test_composite_keys_from_lists_and_a_clear_error_for_dicts(tmp_path: Path) -
     (bad.stream(evs, name="src").key_by(lambda e: {"u": e["user"]})
         .window(sr.tumbling(ms=1000), timestamp=lambda e: e["ts"]).aggregate(n=sr.count())
         .to("x"))
-    with pytest.raises(Exception, match="key_by returned a dict, which cannot be a key"):
+    with pytest.raises(sr.PipelineError, match="key_by returned a dict, which cannot be a key"):
         bad.run(data_dir=tmp_path / "b")
+
+
+def test_a_source_that_raises_is_named_with_its_line(tmp_path: Path) -> None:
+    def rows() -> Any:
+        yield {"ts": 0}
+        raise ValueError("bad row 1")
+
+    app = sr.App("src-err")
+    app.stream(rows, name="rows").print()
+    with pytest.raises(sr.PipelineError, match=r"source 'rows' \(rows at .*test_operators_e2e.py:\d+\) "
+                                               r"raised ValueError\('bad row 1'\)"):
+        app.run(data_dir=tmp_path / "d")
