@@ -226,7 +226,11 @@ class _Plan:
             outs, start, exc = list(exc.outputs), exc.index, exc.cause  # type: ignore[assignment]
         fn = node.args.get("fn")
         where = f"step {node.id!r} ({node.kind}"
-        where += f", {user_line(fn)})" if fn is not None else ")"
+        if fn is not None:
+            where += f", {user_line(fn)}"
+        elif isinstance(getattr(op, "aggs", None), ops.Compiled) and start < len(batch.values):
+            where += _failing_aggregation(op.aggs, batch.values[start])
+        where += ")"
         if self.app.on_error == "fail":
             raise PipelineError(f"{where} raised {exc!r}") from exc
         # dead_letter: find the failing elements one by one, pass the others on (an operator
@@ -261,6 +265,21 @@ class _Plan:
 
     def all_sinks(self) -> list[Any]:
         return [*self.sinks.values(), self.dlq, *self.late_sinks.values()]
+
+
+def _failing_aggregation(aggs: ops.Compiled, value: Any) -> str:
+    """Which of a step's aggregations fails on an element (tried one by one from a fresh
+    accumulator, on the error path only), for the error message: ``", aggregation total=sum
+    (<lambda> at app.py:4)"``; empty if none fails alone."""
+    for name, agg in zip(aggs.names, aggs.aggs):
+        alone = ops.Compiled({name: agg})
+        try:
+            alone.update(alone.init(), value)
+        except Exception:
+            fn = getattr(agg, "fn", None)
+            what = type(agg).__name__.lower() + (f"({user_line(fn)})" if fn is not None else "")
+            return f", aggregation {name}={what}"
+    return ""
 
 
 class _Pass(BaseOperator):

@@ -344,3 +344,13 @@ def test_a_source_that_raises_is_named_with_its_line(tmp_path: Path) -> None:
     with pytest.raises(sr.PipelineError, match=r"source 'rows' \(rows at .*test_operators_e2e.py:\d+\) "
                                                r"raised ValueError\('bad row 1'\)"):
         app.run(data_dir=tmp_path / "d")
+
+
+def test_a_failing_aggregation_is_named_with_its_function(tmp_path: Path) -> None:
+    app = sr.App("agg-err")
+    (app.stream([{"ts": i, "v": str(i)} for i in range(5)], name="src").key_by(lambda e: 0)
+        .window(sr.tumbling(ms=10), timestamp=lambda e: e["ts"])
+        .aggregate(n=sr.count(), total=sr.sum(lambda e: e["v"])).print())
+    with pytest.raises(sr.PipelineError, match=r"aggregation total=sum\(<lambda> at "
+                                               r".*test_operators_e2e.py:\d+\)\) raised TypeError"):
+        app.run(data_dir=tmp_path / "d")
