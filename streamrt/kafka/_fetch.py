@@ -257,6 +257,21 @@ def _records_chunks(records: Any) -> tuple[int, list[Any] | tuple[Any, ...]]:
 # growing a bytearray piece by piece, and copies each small record chunk once.
 
 
+def _emit_records(rchunks: list[Any] | tuple[Any, ...], run: list[Any], chunks: list[bytes]) -> None:
+    """A partition's record chunks into the response: small ones join the run of header
+    bytes; a stored batch goes out as its own chunk, after the run so far (never copied)."""
+    for c in rchunks:
+        if not c:
+            continue  # an empty chunk adds nothing (and must not become one)
+        if len(c) < INLINE_RECORDS_MAX:
+            run.append(c)
+        else:
+            if run:
+                chunks.append(b"".join(run))
+                run.clear()
+            chunks.append(c if type(c) is bytes else bytes(c))
+
+
 def _encode_response_classic(version: int, body: Mapping[str, Any]) -> list[bytes]:
     chunks: list[bytes] = []
     run: list[Any] = []
@@ -299,16 +314,7 @@ def _encode_response_classic(version: int, body: Mapping[str, Any]) -> list[byte
                 continue
             size, rchunks = _records_chunks(records)
             put(pack_i32(size))
-            for c in rchunks:
-                if not c:
-                    continue  # an empty chunk adds nothing (and must not become one)
-                if len(c) < INLINE_RECORDS_MAX:
-                    put(c)
-                else:
-                    if run:
-                        chunks.append(b"".join(run))
-                        run.clear()
-                    chunks.append(c if type(c) is bytes else bytes(c))
+            _emit_records(rchunks, run, chunks)
     tail = b"".join(run)
     if tail:  # (a run of empty record chunks joins to nothing: no empty chunk)
         chunks.append(tail)
@@ -346,16 +352,7 @@ def _encode_response_flexible(body: Mapping[str, Any]) -> list[bytes]:
             else:
                 size, rchunks = _records_chunks(records)
                 put(uvarint(size + 1))
-                for c in rchunks:
-                    if not c:
-                        continue  # an empty chunk adds nothing (and must not become one)
-                    if len(c) < INLINE_RECORDS_MAX:
-                        put(c)
-                    else:
-                        if run:
-                            chunks.append(b"".join(run))
-                            run.clear()
-                        chunks.append(c if type(c) is bytes else bytes(c))
+                _emit_records(rchunks, run, chunks)
             if "current_leader" in p or "diverging_epoch" in p or "snapshot_id" in p:
                 put(_partition_tags(p))
             else:
