@@ -310,12 +310,6 @@ class Compiled:
         the one of ``WindowAggregate._tumbling``, which documents the arguments."""
         if self._fold is not None:
             return self._fold
-        checks = self._checks or ["pass"]
-        stores = self._stores or ["pass"]
-
-        def block(lines: list[str], indent: int) -> str:
-            return "\n".join(" " * indent + line for line in lines)
-
         src = f"""
 def fold(keys, values, ts, late, size, edge, data, load, uncached, members, opened,
          dirty_add, limit, evict, Failed, init):
@@ -330,11 +324,7 @@ def fold(keys, values, ts, late, size, edge, data, load, uncached, members, open
         a = data.get(sk)
         if a is None and (not uncached or (a := load(sk)) is None):
             a = {self._init_expr}
-            try:
-{block(checks, 16)}
-            except Exception as e:
-                raise Failed(i) from e
-{block(stores, 12)}
+{self._fold_in(12)}
             if start != cur_start:
                 cur_start = start
                 group = members.get(start)
@@ -347,16 +337,10 @@ def fold(keys, values, ts, late, size, edge, data, load, uncached, members, open
             if len(data) > limit:
                 evict()
             continue
-        try:
-{block(checks, 12)}
-        except Exception as e:
-            raise Failed(i) from e
-{block(stores, 8)}
+{self._fold_in(8)}
         dirty_add(sk)
 """
-        env = dict(self._env)
-        exec(src, env)  # noqa: S102 - generated from our own templates only
-        self._fold = env["fold"]
+        self._fold = self._compile_fold(src)
         return self._fold
 
 
@@ -369,17 +353,6 @@ def fold(keys, values, ts, late, size, edge, data, load, uncached, members, open
         it opened. The aggregations are inlined as in :meth:`tumbling_fold`."""
         if self._young_fold is not None:
             return self._young_fold
-        checks = self._checks or ["pass"]
-        stores = self._stores or ["pass"]
-
-        def block(lines: list[str], indent: int) -> str:
-            return "\n".join(" " * indent + line for line in lines)
-
-        def fold_in(indent: int) -> str:
-            return (f"{' ' * indent}try:\n{block(checks, indent + 4)}\n"
-                    f"{' ' * indent}except Exception as e:\n"
-                    f"{' ' * indent}    raise Failed(i) from e\n{block(stores, indent)}")
-
         src = f"""
 def fold(keys, values, ts, late, size, edge, young, members, data, load, uncached, opened,
          dirty_add, Failed, init):
@@ -405,21 +378,33 @@ def fold(keys, values, ts, late, size, edge, young, members, data, load, uncache
                 sk = (k, start)
                 a = data.get(sk)
                 if a is not None or (uncached and (a := load(sk)) is not None):
-{fold_in(20)}
+{self._fold_in(20)}
                     dirty_add(sk)
                     continue
             a = {self._init_expr}
-{fold_in(12)}
+{self._fold_in(12)}
             grp[k] = a
             opened_n += 1
             continue
-{fold_in(8)}
+{self._fold_in(8)}
     return opened_n
 """
+        self._young_fold = self._compile_fold(src)
+        return self._young_fold
+
+    def _fold_in(self, indent: int) -> str:
+        """The aggregations' code for one element, at ``indent``: the checks (what may raise,
+        mutating nothing; an exception becomes ``Failed(i)``), then the stores."""
+        pad = " " * indent
+        checks = "\n".join(pad + "    " + line for line in self._checks or ["pass"])
+        stores = "\n".join(pad + line for line in self._stores or ["pass"])
+        return (f"{pad}try:\n{checks}\n{pad}except Exception as e:\n"
+                f"{pad}    raise Failed(i) from e\n{stores}")
+
+    def _compile_fold(self, src: str) -> Callable[..., Any]:
         env = dict(self._env)
         exec(src, env)  # noqa: S102 - generated from our own templates only
-        self._young_fold = env["fold"]
-        return self._young_fold
+        return env["fold"]  # type: ignore[no-any-return]
 
 
 def _literal_round_trips(value: Any) -> bool:
