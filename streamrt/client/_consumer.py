@@ -5,13 +5,13 @@ group="billing")``: the group coordinator splits the partitions among the group'
 re-splits them when members come and go), is standalone (no group: every partition of its
 topics), or is given partitions by hand (``assign``).
 
-Membership (``_membership.py``, a mixin of the consumer) runs in a background task,
-independent of processing: it heartbeats every ``heartbeat_interval`` and rejoins when the
-group rebalances (embedded consumers hear of a rebalance at once through the coordinator's
-signal; network clients would learn it from their next heartbeat). So a slow handler never gets a live member evicted; only a stalled
-event loop or a dead process does. Rebalances are Kafka's eager ones: every partition is
-revoked, then the new assignment comes with the join, computed here by the leader's assignor
-(``_assignors.py``). Before revoking, an at-least-once consumer waits (up to
+Membership (``_membership.py``, a mixin of the consumer) runs in a background task, independent
+of processing: it heartbeats every ``heartbeat_interval`` and rejoins when the group rebalances
+(embedded consumers hear of a rebalance at once through the coordinator's signal; network
+clients would learn it from their next heartbeat). So a slow handler never gets a live member
+evicted; only a stalled event loop or a dead process does. Rebalances are Kafka's eager ones:
+every partition is revoked, then the new assignment comes with the join, computed here by the
+leader's assignor (``_assignors.py``). Before revoking, an at-least-once consumer waits (up to
 ``revoke_timeout``) for the batch in hand to be finished, and commits what was processed.
 
 Fetching is batch-first: :meth:`Consumer.getmany` reads up to ``max_records`` from the

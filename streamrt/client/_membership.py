@@ -229,7 +229,9 @@ class GroupMembership:
         self._set_assignment(tps, positions)
         self._assigned_event.set()
 
-    def _set_assignment(self, tps: list[TopicPartition], positions: dict[TopicPartition, int]) -> None:
+    def _set_assignment(
+        self, tps: list[TopicPartition], positions: dict[TopicPartition, int],
+    ) -> None:
         self._assignment = tps
         self._positions = positions
         self._start = dict(positions)

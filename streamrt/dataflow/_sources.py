@@ -57,7 +57,8 @@ class IterableReader(SourceReader):
         try:
             return step()
         except Exception as e:
-            raise PipelineError(f"source {self.name!r} ({user_line(self._make)}) raised {e!r}") from e
+            where = f"source {self.name!r} ({user_line(self._make)})"
+            raise PipelineError(f"{where} raised {e!r}") from e
 
     def positions(self) -> dict[int, int]:
         return {0: self._pos}
