@@ -23,9 +23,9 @@ sortable u64, the key as JSON), and the cache groups them by start: what stays i
 closing is the set of open starts (one per window end, however many keys), and a window end
 closes by taking its start's group whole, cached and stored. The cache is bounded
 (``cache_size``): windows beyond it live in LMDB until they are touched again or close.
-Tumbling windows with final results opened since the last checkpoint are *young*: they live
-in ``young`` (start -> key -> accumulators) outside the cache until the checkpoint's snapshot
-moves them in, since they are dirty and unevictable anyway (``_tumbling`` says why).
+Tumbling and sliding windows with final results opened since the last checkpoint are *young*:
+they live in ``young`` (start -> key -> accumulators) outside the cache until the checkpoint's
+snapshot moves them in, since they are dirty and unevictable anyway (``_tumbling`` says why).
 Sessions (``_sessions.py``) keep every key's sessions in a bounded cache too, and file keys
 under coarse buckets of their close times in a second one, so their close schedule is not held
 per key in memory either.
@@ -210,6 +210,9 @@ class WindowAggregate(TimedOperator):
         except (_Failed, SessionFailed) as f:  # an aggregation raised on element f.index
             self._set_aside(late, values, keys, ts, part)
             self._touched = None
+            # the windows opened before element f.index stay: count them (the fold's own
+            # count was lost with its return)
+            self.young_n = sum(map(len, self.young.values()))
             raise BatchFailed(f.index, [], f.__cause__) from f.__cause__  # type: ignore[arg-type]
         self._set_aside(late, values, keys, ts, part)
         if self.early:
@@ -269,8 +272,7 @@ class WindowAggregate(TimedOperator):
                 keys, values, ts, late, self.spec.size,  # type: ignore[union-attr]
                 self.wm - self.lateness, self.young, cache.members, cache.data, cache.load,
                 cache.uncached, self._opened, cache.dirty.add, _Failed, self.aggs.init)
-            if cache.max_entries is not None and len(cache.data) + self.young_n > cache.max_entries:
-                cache.evict(self.young_n)
+            self._bound_young()
             return
         self.aggs.tumbling_fold()(
             keys, values, ts, late, self.spec.size,  # type: ignore[union-attr]
@@ -279,10 +281,19 @@ class WindowAggregate(TimedOperator):
             self._dirty_add(), cache.max_entries if cache.max_entries is not None else 1 << 62,
             cache.evict, _Failed, self.aggs.init)
 
+    def _bound_young(self) -> None:
+        """Young windows count towards the cache's bound (see _tumbling)."""
+        cache = self.cache
+        if cache.max_entries is not None and len(cache.data) + self.young_n > cache.max_entries:
+            cache.evict(self.young_n)
+
     def _sliding(self, keys: list[Any], values: list[Any], ts: list[int], late: list[int]) -> None:
         size, step = self.spec.size, self.spec.step  # type: ignore[union-attr]
         update, init = self.aggs.update, self.aggs.init
         cache = self.cache
+        if not self.early:
+            self._sliding_young(keys, values, ts, late)
+            return
         data, load, add_new, uncached = cache.data, cache.load, cache.add_new, cache.uncached
         dirty_add = self._dirty_add()
         edge = self.wm - self.lateness
@@ -308,6 +319,55 @@ class WindowAggregate(TimedOperator):
                 placed = True
             if not placed:
                 late.append(i)
+
+    def _sliding_young(self, keys: list[Any], values: list[Any], ts: list[int],
+                       late: list[int]) -> None:
+        """``_sliding`` with young windows, as ``_tumbling`` has them: a window opened since
+        the last checkpoint lives in ``young``; one the cache holds is updated there."""
+        size, step = self.spec.size, self.spec.step  # type: ignore[union-attr]
+        update, init = self.aggs.update, self.aggs.init
+        cache = self.cache
+        data, load, uncached, members = cache.data, cache.load, cache.uncached, cache.members
+        dirty_add = cache.dirty.add
+        young, opened = self.young, self._opened
+        edge = self.wm - self.lateness
+        opened_n = 0
+        for i, (k, v, t) in enumerate(zip(keys, values, ts)):
+            last = t - t % step
+            placed = False
+            for start in range(last - size + step, last + 1, step):
+                if start + size <= edge:
+                    continue
+                placed = True
+                grp = young.get(start)
+                if grp is None:
+                    grp = young[start] = {}
+                    opened(start)
+                acc = grp.get(k)
+                if acc is None and (start in members or start in uncached):
+                    sk = (k, start)
+                    acc = data.get(sk)
+                    if acc is not None or (uncached and (acc := load(sk)) is not None):
+                        try:
+                            update(acc, v)
+                        except Exception as e:
+                            raise _Failed(i) from e
+                        dirty_add(sk)
+                        continue
+                fresh = acc is None
+                if fresh:
+                    acc = init()
+                try:
+                    update(acc, v)
+                except Exception as e:
+                    raise _Failed(i) from e
+                if fresh:
+                    grp[k] = acc
+                    opened_n += 1
+            if not placed:
+                late.append(i)
+        self.young_n += opened_n
+        self._bound_young()
 
     def _session(self, keys: list[Any], values: list[Any], ts: list[int], late: list[int]) -> None:
         self.sessions.add(keys, values, ts, late, self.wm - self.lateness,  # type: ignore[union-attr]

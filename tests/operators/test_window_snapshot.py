@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 import operators as ops
 from operators._cache import RESERVED
@@ -87,3 +88,16 @@ def test_young_windows_count_towards_the_cache_bound() -> None:
     assert drv.op.cache.reads > 0 and not drv.op.young_n
     drv.end()
     assert sorted((r["key"], r["n"]) for r in drv.out) == [(k, 2) for k in "abcde"]
+
+
+def test_young_windows_are_counted_after_an_aggregation_fails_midway() -> None:
+    """An element whose aggregation raises stops the batch there; the windows the elements
+    before it opened stay, and the count of young windows (the cache bound uses it) says so."""
+    for spec in (ops.tumbling(ms=10), ops.sliding(ms=20, step_ms=10)):
+        op = ops.WindowAggregate(spec, ops.Compiled({"s": ops.sum(lambda e: e[1])}),
+                                 lambda e: e[0])
+        op.open_parts([0])
+        with pytest.raises(ops.BatchFailed) as info:
+            op.process(ops.Batch([(1, 1), (2, 2), (3, "x")], ["a", "b", "c"], None, 0))
+        assert info.value.index == 2
+        assert op.young_n == sum(map(len, op.young.values())) > 0
