@@ -478,6 +478,8 @@ class WindowAggregate(TimedOperator):
         cache = self.cache
         members, data, dirty = cache.members, cache.data, cache.dirty
         for start, windows in self.young.items():  # young windows join the cache, dirty
+            if not windows:
+                continue  # (a start whose elements all went to windows the cache holds)
             group = members.get(start)
             if group is None:
                 group = members[start] = {}
