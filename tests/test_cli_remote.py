@@ -25,6 +25,7 @@ import pytest
 
 from streamrt.broker._queue_dlq import dead_letter_record
 from streamrt.cli import main
+from test_cli import Run
 
 START_TIMEOUT = 30.0
 LISTENING = "streamrt serve: listening on "
@@ -70,14 +71,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield s
     s.stop()
 
-
-class Run:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    @property
-    def lines(self) -> list[str]:
-        return self.out.splitlines()
 
 
 class Cli:

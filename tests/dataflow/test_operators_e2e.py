@@ -14,18 +14,11 @@ import trio
 
 import operators as ops
 import streamrt as sr
+from _results import canon as _canon
+from _results import read_topic as _read
 from streamrt import errors
 from streamrt.dataflow._runner import RunResult, _ensure_topics, _Plan
 
-
-def _read(path: Path, topic: str) -> list[Any]:
-    with sr.open_log(path, maintenance_interval=None) as log:
-        return [orjson.loads(r.value) for p in range(log.topic(topic).partitions)
-                for r in log.read(topic, p, 0, max_records=10**7)]
-
-
-def _canon(xs: list[Any]) -> Counter[bytes]:
-    return Counter(orjson.dumps(x, option=orjson.OPT_SORT_KEYS) for x in xs)
 
 
 def _events(n: int, seed: int = 1, disorder: int = 0) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ a restart from the last checkpoint."""
 from __future__ import annotations
 
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +13,14 @@ import orjson
 import pytest
 
 import streamrt as sr
+from _results import canon as _canon
+from _results import read_topic as _read
 from streamrt import errors
 
 TINY = 4
 LARGE = 100_000
 USERS = 300
 
-
-def _read(path: Path, topic: str) -> list[Any]:
-    with sr.open_log(path, maintenance_interval=None) as log:
-        return [orjson.loads(r.value) for p in range(log.topic(topic).partitions)
-                for r in log.read(topic, p, 0, max_records=10**7)]
-
-
-def _canon(xs: list[Any]) -> Counter[bytes]:
-    return Counter(orjson.dumps(x, option=orjson.OPT_SORT_KEYS) for x in xs)
 
 
 def _events(n: int, seed: int) -> list[dict[str, Any]]:

@@ -297,3 +297,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             text = server.stderr()
             if text:
                 report.sections.append((f"{server.target} server stderr ({server.data_dir})", text))
+
+
+@pytest.fixture
+def generic_codec_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test the tables, even when hand-written Produce/Fetch codecs are registered."""
+    from streamrt.kafka import _codec
+
+    monkeypatch.setattr(_codec, "FAST_DECODERS", {})
+    monkeypatch.setattr(_codec, "FAST_ENCODERS", {})

@@ -27,7 +27,6 @@ from streamrt.kafka import (
     encode_response,
     read_request_header,
 )
-from streamrt.kafka import _codec
 from test_codec_roundtrip import CASES, _case_id, bodies, flexible, schema
 
 _SETTINGS = settings(max_examples=5, deadline=None, derandomize=True,
@@ -35,11 +34,7 @@ _SETTINGS = settings(max_examples=5, deadline=None, derandomize=True,
                                             HealthCheck.too_slow])
 
 
-@pytest.fixture(autouse=True)
-def generic_codec_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Test the tables, even when hand-written Produce/Fetch codecs are registered."""
-    monkeypatch.setattr(_codec, "FAST_DECODERS", {})
-    monkeypatch.setattr(_codec, "FAST_ENCODERS", {})
+pytestmark = pytest.mark.usefixtures("generic_codec_only")
 
 
 def parse_request(frame: bytes | memoryview,

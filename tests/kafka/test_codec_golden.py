@@ -29,7 +29,6 @@ from streamrt.kafka import (
     encode_response,
     read_request_header,
 )
-from streamrt.kafka import _codec
 from test_codec_roundtrip import bodies, flexible, schema
 
 pytest.importorskip("kafka.protocol.old")
@@ -42,11 +41,7 @@ _THEIR_BUGS = {("aiokafka.protocol", ApiKey.LIST_OFFSETS, 4, "request"),
                ("aiokafka.protocol", ApiKey.LIST_OFFSETS, 5, "request")}
 
 
-@pytest.fixture(autouse=True)
-def generic_codec_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Test the tables, even when hand-written Produce/Fetch codecs are registered."""
-    monkeypatch.setattr(_codec, "FAST_DECODERS", {})
-    monkeypatch.setattr(_codec, "FAST_ENCODERS", {})
+pytestmark = pytest.mark.usefixtures("generic_codec_only")
 
 
 def _struct_classes(package: str) -> list[tuple[str, int, int, str, Any]]:

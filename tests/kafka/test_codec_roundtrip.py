@@ -38,11 +38,7 @@ _SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
                                             HealthCheck.too_slow])
 
 
-@pytest.fixture(autouse=True)
-def generic_codec_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Test the tables, even when hand-written Produce/Fetch codecs are registered."""
-    monkeypatch.setattr(_codec, "FAST_DECODERS", {})
-    monkeypatch.setattr(_codec, "FAST_ENCODERS", {})
+pytestmark = pytest.mark.usefixtures("generic_codec_only")
 
 
 def _within(rng: tuple[int, int] | None, version: int) -> bool:
