@@ -6,11 +6,14 @@ is made, so the writer thread can hand it the result without blocking on that lo
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import anyio
+
+log = logging.getLogger(__name__)
 
 
 def _loop_scheduler() -> Callable[[Callable[[], object]], None]:
@@ -73,18 +76,35 @@ class SyncWaiter(Waiter):
 class AsyncWaiter(Waiter):
     """Awaited by a task on a trio or asyncio loop; resolved from the writer thread."""
 
-    __slots__ = ("_event", "_schedule")
+    __slots__ = ("_event", "_schedule", "_callbacks")
 
     def __init__(self) -> None:
         super().__init__()
         self._event = anyio.Event()
         self._schedule = _loop_scheduler()
+        self._callbacks: list[Callable[[], object]] | None = None
 
     def _signal(self) -> None:
         try:
-            self._schedule(self._event.set)
+            self._schedule(self._fire)
         except RuntimeError:  # the loop is gone; nobody is waiting any more
             pass
+
+    def _fire(self) -> None:  # on the waiter's loop
+        self._event.set()
+        if self._callbacks is not None:
+            for callback in self._callbacks:
+                _call(callback)
+
+    def on_settled(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` on the waiter's loop once it is resolved (at once if it is);
+        cheaper than a task that awaits :meth:`settled` when many waiters are in flight."""
+        if self._event.is_set():
+            _call(callback)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
 
     async def wait(self) -> Any:
         await self._event.wait()
@@ -93,3 +113,10 @@ class AsyncWaiter(Waiter):
     async def settled(self) -> None:
         """Wait until resolved, whatever the outcome (its owner reads it with ``wait``)."""
         await self._event.wait()
+
+
+def _call(callback: Callable[[], object]) -> None:
+    try:
+        callback()
+    except Exception:  # a callback's bug must not stop the loop's other callbacks
+        log.exception("waiter callback %r failed", callback)

@@ -173,16 +173,13 @@ class Broker:
         waiter = self.store.submit(batch)
         tps = {(topic, p) for topic, p, _ in batch.appends}
         if tps:
-            self.tg.start_soon(self._notify_after, waiter, tps)
+            waiter.on_settled(lambda: self._notify_written(waiter, tps))
         return waiter
 
-    async def _notify_after(self, waiter: Any, tps: set[tuple[str, int]]) -> None:
-        try:
-            await waiter.wait()
-        except StreamrtError:
-            return  # the writer of the intent hears of it
-        for topic, p in tps:
-            self._notify(topic, p)
+    def _notify_written(self, waiter: Any, tps: set[tuple[str, int]]) -> None:
+        if waiter.error is None:  # (the writer of a failed intent hears of it)
+            for topic, p in tps:
+                self._notify(topic, p)
 
     async def commit(
         self, group: str, offsets: Mapping[tuple[str, int], int], generation: int | None = None

@@ -53,12 +53,12 @@ class PartitionActor(Actor[WriteBatch]):
         submit = self.broker.store.submit
         waiters = [submit(wb) for wb in messages]
         # the writer commits in order: once the last is settled, so are the others
-        in_flight.append(waiters[-1])
-        self.broker.tg.start_soon(self._wake_fetchers, waiters[-1])
+        last = waiters[-1]
+        in_flight.append(last)
+        last.on_settled(lambda: self._settled(last))
         return waiters
 
-    async def _wake_fetchers(self, last: AsyncWaiter) -> None:
-        await last.settled()
+    def _settled(self, last: AsyncWaiter) -> None:
         try:
             self.in_flight.remove(last)  # (unless handle_batch took it off already)
         except ValueError:

@@ -100,16 +100,23 @@ class KafkaServer:
 
 
 class _Slot:
-    """One request's place in the connection's response order."""
+    """One request's place in the connection's response order: either a response being
+    built by a task (``done`` is set once ``data`` is there), or a Produce whose ``finish``
+    the writer awaits itself (it could not send the response any earlier)."""
 
-    __slots__ = ("done", "data")
+    __slots__ = ("done", "data", "finish", "header", "silent")
 
-    def __init__(self) -> None:
-        self.done = anyio.Event()
+    def __init__(self, finish: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+                 header: Any = None, silent: bool = False) -> None:
+        self.done = anyio.Event() if finish is None else None
         self.data: list[bytes] | None = None  # None: no response (Produce with acks=0)
+        self.finish = finish
+        self.header = header
+        self.silent = silent
 
     def set(self, data: list[bytes] | None) -> None:
         self.data = data
+        assert self.done is not None
         self.done.set()
 
 
@@ -125,6 +132,7 @@ class _Connection:
             self.host = self.peer = "?"
         self.outbound = 0
         self.room = anyio.Event()  # set when outbound drops below the limit
+        self._callers: dict[str, Caller] = {}
 
     async def run(self) -> None:
         send, recv = anyio.create_memory_object_stream[_Slot](self.cfg.max_in_flight)
@@ -145,45 +153,59 @@ class _Connection:
     async def _reader(self, send: Any, tg: Any) -> None:
         decoder = _codec.FrameDecoder(self.cfg.max_frame_bytes, self.cfg.first_frame_bytes)
         valid = False
-        while True:
-            timeout = self.cfg.stall_timeout if decoder_partial(decoder) else self.cfg.idle_timeout
-            with anyio.fail_after(timeout):
+        receive = self.stream.receive
+        # One scope whose deadline moves (cheaper than a new fail_after per receive); it only
+        # runs while waiting for bytes, not while a request is dispatched.
+        with anyio.CancelScope() as deadline:
+            while True:
+                timeout = (self.cfg.stall_timeout if decoder_partial(decoder)
+                           else self.cfg.idle_timeout)
+                deadline.deadline = anyio.current_time() + timeout
                 try:
-                    data = await self.stream.receive(1 << 20)
+                    data = await receive(1 << 20)
                 except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                     return
-            for frame in decoder.feed(data):
-                while self.outbound > self.cfg.max_outbound_bytes:
-                    self.room = anyio.Event()
-                    await self.room.wait()
-                header, offset = _codec.read_request_header(frame)
-                slot = _Slot()
-                await send.send(slot)
-                await self._dispatch(header, frame, offset, slot, tg)
-                if not valid:
-                    valid = True
-                    decoder.mark_valid()
+                deadline.deadline = math.inf
+                for frame in decoder.feed(data):
+                    while self.outbound > self.cfg.max_outbound_bytes:
+                        self.room = anyio.Event()
+                        await self.room.wait()
+                    header, offset = _codec.read_request_header(frame)
+                    await send.send(await self._dispatch(header, frame, offset, tg))
+                    if not valid:
+                        valid = True
+                        decoder.mark_valid()
+        if deadline.cancelled_caught:
+            raise TimeoutError
 
-    async def _dispatch(self, header: Any, frame: Any, offset: int, slot: _Slot, tg: Any) -> None:
+    async def _dispatch(self, header: Any, frame: Any, offset: int, tg: Any) -> _Slot:
+        """Start one request; its slot goes into the response order."""
         key, version = header.api_key, header.api_version
         try:
             body = _codec.decode_request(header, frame, offset)
         except UnsupportedVersion as e:
             if key == _API_VERSIONS:
+                slot = _Slot()
                 self._complete(slot, [_codec.api_versions_error_response(header)])
-                return
+                return slot
             raise ProtocolError(f"{e} (api key {key} v{version})") from None
         if key == _PRODUCE:
+            # Submitted here, in arrival order; the writer awaits durability in its turn.
             finish = await self.server.handlers.produce_submit(version, body, self._caller(header))
-            tg.start_soon(self._finish, header, finish, slot, body.get("acks", -1) == 0)
-            return
+            return _Slot(finish, header, body.get("acks", -1) == 0)
         handler = self.server._routes.get(key)
         if handler is None:
             raise ProtocolError(f"api key {key} is not supported")
+        slot = _Slot()
         tg.start_soon(self._handle, header, handler, body, slot)
+        return slot
 
     def _caller(self, header: Any) -> Caller:
-        return Caller(header.client_id or "", self.host)
+        client_id = header.client_id or ""
+        caller = self._callers.get(client_id)
+        if caller is None:
+            caller = self._callers[client_id] = Caller(client_id, self.host)
+        return caller
 
     async def _handle(self, header: Any, handler: Handler, body: Mapping[str, Any],
                       slot: _Slot) -> None:
@@ -194,32 +216,43 @@ class _Connection:
             raise ProtocolError(f"request failed: {e!r}") from e
         self._complete(slot, _codec.encode_response_parts(header, resp))
 
-    async def _finish(self, header: Any, finish: Callable[[], Awaitable[dict[str, Any]]],
-                      slot: _Slot, no_response: bool) -> None:
-        resp = await finish()
-        self._complete(slot, None if no_response else [_codec.encode_response(header, resp)])
-
     def _complete(self, slot: _Slot, data: list[bytes] | None) -> None:
         if data is not None:
             self.outbound += sum(map(len, data))
         slot.set(data)
 
     async def _writer(self, recv: Any, scope: anyio.CancelScope) -> None:
+        stall = self.cfg.stall_timeout if self.cfg.stall_timeout > 0 else math.inf
+        send = self.stream.send
         try:
             async with recv:
-                async for slot in recv:
-                    await slot.done.wait()
-                    if slot.data is None:
-                        continue
-                    size = 0
-                    with anyio.fail_after(self.cfg.stall_timeout if self.cfg.stall_timeout > 0
-                                          else math.inf):
-                        for chunk in _coalesce(slot.data):
-                            await self.stream.send(chunk)
+                # One scope whose deadline moves: it only runs while a response is sent.
+                with anyio.CancelScope() as deadline:
+                    async for slot in recv:
+                        if slot.finish is not None:
+                            resp = await slot.finish()
+                            if slot.silent:
+                                continue
+                            data = [_codec.encode_response(slot.header, resp)]
+                            counted = False
+                        else:
+                            assert slot.done is not None
+                            await slot.done.wait()
+                            if slot.data is None:
+                                continue
+                            data, counted = slot.data, True
+                        size = 0
+                        deadline.deadline = anyio.current_time() + stall
+                        for chunk in _coalesce(data):
+                            await send(chunk)
                             size += len(chunk)
-                    self.outbound -= size
-                    if self.outbound <= self.cfg.max_outbound_bytes:
-                        self.room.set()
+                        deadline.deadline = math.inf
+                        if counted:
+                            self.outbound -= size
+                            if self.outbound <= self.cfg.max_outbound_bytes:
+                                self.room.set()
+                if deadline.cancelled_caught:
+                    raise TimeoutError
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError):
             scope.cancel()  # the peer is gone or not reading: drop the connection
 
