@@ -83,6 +83,7 @@ class TimedOperator(BaseOperator):
         self.idle_after: int | None = None
         self.last_seen: dict[int, int] = {}  # partition -> clock when it last delivered
         self.late: list[Batch] = []
+        self.holding = False  # see hold()
 
     def open_parts(self, parts: list[int], idle_after_ms: int | None = None) -> None:
         """The input partitions that feed this operator (each holds the watermark back until it
@@ -158,7 +159,21 @@ class TimedOperator(BaseOperator):
             return out
         return []
 
+    def hold(self) -> None:
+        """Keep the watermark where it is until :meth:`release`. The runner holds it while it
+        retries a failed batch's elements one by one (``on_error="dead_letter"``): they came
+        as one batch, so each is judged late against the watermark from before that batch,
+        not against one its batch-mates moved."""
+        self.holding = True
+
+    def release(self, part: int) -> list[Batch]:
+        """End :meth:`hold`; what the watermark's catching up closes."""
+        self.holding = False
+        return self._advance(part)
+
     def _advance(self, part: int) -> list[Batch]:
+        if self.holding:
+            return []
         wm = self._watermark()
         if wm > self.wm:
             self.wm = wm

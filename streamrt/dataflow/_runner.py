@@ -234,17 +234,27 @@ class _Plan:
         if self.app.on_error == "fail":
             raise PipelineError(f"{where} raised {exc!r}") from exc
         # dead_letter: find the failing elements one by one, pass the others on (an operator
-        # that applied part of the batch said how far it got: those are not applied twice)
-        for i, v in enumerate(batch.values):
-            if i < start:
-                continue
-            one = Batch([v], [batch.keys[i]] if batch.keys is not None else None,
-                        [batch.ts[i]] if batch.ts is not None else None, batch.part)
-            try:
-                outs += op.process(one)
-            except Exception as e:
-                self.dead_letter(one, where, e.cause if isinstance(e, ops.BatchFailed) else e)
-        return outs
+        # that applied part of the batch said how far it got: those are not applied twice).
+        # The retries stand for one batch: a timed operator's watermark stays put until they
+        # are done, and their outputs go downstream as one batch again, so no element is late
+        # only because a batch-mate failed.
+        hold = getattr(op, "hold", None)
+        if hold is not None:
+            hold()
+        try:
+            for i, v in enumerate(batch.values):
+                if i < start:
+                    continue
+                one = Batch([v], [batch.keys[i]] if batch.keys is not None else None,
+                            [batch.ts[i]] if batch.ts is not None else None, batch.part)
+                try:
+                    outs += op.process(one)
+                except Exception as e:
+                    self.dead_letter(one, where, e.cause if isinstance(e, ops.BatchFailed) else e)
+        finally:
+            if hold is not None:
+                outs += op.release(batch.part)
+        return _joined(outs)
 
     def dead_letter(self, one: Batch, where: str, exc: Exception) -> None:
         self.dlq.add(one, [("error", repr(exc).encode()), ("step", where.encode()),
@@ -265,6 +275,32 @@ class _Plan:
 
     def all_sinks(self) -> list[Any]:
         return [*self.sinks.values(), self.dlq, *self.late_sinks.values()]
+
+
+def _joined(batches: list[Batch]) -> list[Batch]:
+    """Consecutive batches of one partition (and the same keyed/timed shape) as one."""
+    out: list[Batch] = []
+    owned = False  # whether out[-1] is a batch made here, whose lists may grow
+    for b in batches:
+        if not b.values:
+            continue
+        last = out[-1] if out else None
+        if (last is None or last.part != b.part or (last.keys is None) != (b.keys is None)
+                or (last.ts is None) != (b.ts is None)):
+            out.append(b)
+            owned = False
+            continue
+        if not owned:
+            last = out[-1] = Batch(list(last.values),
+                                   list(last.keys) if last.keys is not None else None,
+                                   list(last.ts) if last.ts is not None else None, last.part)
+            owned = True
+        last.values.extend(b.values)
+        if last.keys is not None:
+            last.keys.extend(b.keys)  # type: ignore[arg-type]
+        if last.ts is not None:
+            last.ts.extend(b.ts)  # type: ignore[arg-type]
+    return out
 
 
 def _failing_aggregation(aggs: ops.Compiled, value: Any) -> str:
