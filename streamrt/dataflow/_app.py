@@ -26,6 +26,7 @@ from operators._windows import Session, Sliding, Tumbling
 from ..errors import InvalidArgument
 from ..storage import TopicConfig, check_topic_name
 from ._graph import Node
+from ._sources import OnceIterable
 
 Guarantee = Literal["at_least_once", "exactly_once"]
 ErrorPolicy = Literal["fail", "dead_letter"]
@@ -148,10 +149,10 @@ class App:
             args = {"source": "iterable", "make": source}
         elif isinstance(source, Iterable):
             if iter(source) is source:  # a generator: it can be run only once
-                items = source
+                once = OnceIterable(source, source)
 
-                def make() -> Iterable[Any]:
-                    return items
+                def make() -> Any:
+                    return once
             else:
                 def make() -> Iterable[Any]:
                     return source

@@ -449,9 +449,10 @@ class PipelineTask(Actor[str]):
                 await sink.settle()
         wb = WriteBatch()
         app = self.app.name
-        for sid, (_idx, reader) in plan.sources.items():
+        cut = {sid: reader.positions() for sid, (_idx, reader) in plan.sources.items()}
+        for sid, positions in cut.items():
             pre = _prefix(app, "pos", sid)
-            for p, pos in reader.positions().items():
+            for p, pos in positions.items():
                 wb.put(pre + str(p).encode(), str(pos).encode())
         for nid, op in plan.ops.items():
             # (operators leave out deletes of keys they never wrote: their caches know)
@@ -466,6 +467,8 @@ class PipelineTask(Actor[str]):
                 sink.drain_into(wb)  # at-least-once: what a step did not flush yet
         wb.put(_prefix(app, "graph"), fingerprint(self.app))
         await self.broker.write(wb)
+        for sid, positions in cut.items():
+            plan.sources[sid][1].checkpointed(positions)
         self.result.checkpoints += 1
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()

@@ -7,7 +7,10 @@ so a restart resumes where the last checkpoint left off.
   timestamps kept as event time; unbounded unless the app runs ``until_caught_up``;
 - bounded iterables and generators (demos and tests): one partition; on restart the iterable
   is run again and the elements before the checkpointed position skipped, which is correct
-  only for deterministic sources;
+  only for deterministic sources. A one-shot iterator (a generator object) cannot run again:
+  it is wrapped in :class:`OnceIterable`, which keeps what it handed out since the last
+  checkpoint, so a task restarted in the same process replays those elements (and an error
+  the iterator raised) instead of losing them;
 - text files (log aggregation): lines of a file, the position a byte offset; ``follow=True``
   tails it.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._serde import Serde, resolve
@@ -36,19 +39,92 @@ class SourceReader:
     def seek(self, positions: dict[int, int]) -> None:
         raise NotImplementedError
 
+    def checkpointed(self, positions: dict[int, int]) -> None:
+        """A checkpoint with these positions is durable (what is before them is not needed
+        again)."""
+
     async def read(self, part: int, max_records: int) -> tuple[list[Any], list[int] | None, bool]:
         """(values, timestamps or None, exhausted)."""
         raise NotImplementedError
+
+
+class OnceIterable:
+    """A one-shot iterator as a source that a restarted task can read again: the elements it
+    handed out since the last checkpoint are kept (:meth:`forget_before` drops what a
+    checkpoint covers), and an error it raised is raised again to a reader that gets that far,
+    as a deterministic iterable run again would."""
+
+    def __init__(self, it: Iterator[Any], origin: Any) -> None:
+        self._it = it
+        self.origin = origin  # for messages: the generator's function
+        self._kept: list[Any] = []
+        self._base = 0  # stream position of _kept[0]
+        self._error: Exception | None = None
+
+    def iter_from(self, pos: int) -> Iterator[Any]:
+        """The elements from stream position ``pos`` on: kept ones, then new ones (those
+        before ``pos`` that were never kept are skipped: a checkpoint covers them)."""
+        if pos < self._base:
+            raise PipelineError(
+                f"{describe(self.origin)} cannot go back to element {pos}: a generator object "
+                f"runs once; pass the generator function instead (app.stream(gen), not gen())")
+        p = pos
+        while True:
+            kept = self._kept
+            i = p - self._base  # (checkpoints move _base while this runs)
+            if i < len(kept):
+                yield kept[i]
+                p += 1
+                continue
+            if self._error is not None:
+                raise self._error
+            try:
+                v = next(self._it)
+            except StopIteration:
+                return
+            except Exception as e:
+                self._error = e
+                raise
+            if i > len(kept):  # before pos: what is kept and this one are not needed again
+                self._base += len(kept) + 1
+                kept.clear()
+                continue
+            kept.append(v)
+            p += 1
+            yield v
+
+    def forget_before(self, pos: int) -> None:
+        drop = min(pos - self._base, len(self._kept))
+        if drop > 0:
+            del self._kept[:drop]
+            self._base += drop
+
+
+def describe(origin: Any) -> str:
+    """A source's user object for messages: a function or generator with its line."""
+    code = getattr(origin, "gi_code", None)
+    if code is not None:
+        return f"{code.co_name} at {code.co_filename}:{code.co_firstlineno}"
+    return user_line(origin)
 
 
 class IterableReader(SourceReader):
     def __init__(self, make: Callable[[], Iterable[Any]], name: str = "source") -> None:
         self._make = make
         self.name = name
-        self._it = self._guard(lambda: iter(make()))
+        self._once: OnceIterable | None = None
+        self._it = self._start(0)
         self._pos = 0
         self.parts = [0]
         self.bounded = True
+
+    def _start(self, pos: int) -> Iterator[Any]:
+        """An iterator at ``pos`` (a re-run iterable is skipped there by :meth:`seek`)."""
+        made = self._guard(self._make)
+        if isinstance(made, OnceIterable):
+            self._once = made
+            return made.iter_from(pos)
+        return self._guard(lambda: iter(made))
 
     def _guard(self, step: Callable[[], Any]) -> Any:
         """Run a step of the user's iterable; its exception is reported as the source's (a
@@ -56,17 +132,27 @@ class IterableReader(SourceReader):
         deterministic)."""
         try:
             return step()
+        except PipelineError:
+            raise
         except Exception as e:
-            where = f"source {self.name!r} ({user_line(self._make)})"
-            raise PipelineError(f"{where} raised {e!r}") from e
+            origin = self._once.origin if self._once is not None else self._make
+            raise PipelineError(f"source {self.name!r} ({describe(origin)}) raised {e!r}") from e
 
     def positions(self) -> dict[int, int]:
         return {0: self._pos}
 
+    def checkpointed(self, positions: dict[int, int]) -> None:
+        if self._once is not None:
+            self._once.forget_before(positions.get(0, 0))
+
     def seek(self, positions: dict[int, int]) -> None:
         target = positions.get(0, 0)
+        if self._once is not None:
+            self._it = self._once.iter_from(target)
+            self._pos = target
+            return
         if target < self._pos:
-            self._it = self._guard(lambda: iter(self._make()))
+            self._it = self._start(0)
             self._pos = 0
         it, n = self._it, target - self._pos
         skipped = self._guard(lambda: sum(1 for _ in itertools.islice(it, n)))

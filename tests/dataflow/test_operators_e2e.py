@@ -373,6 +373,46 @@ def test_a_source_that_raises_is_named_with_its_line(tmp_path: Path) -> None:
         app.run(data_dir=tmp_path / "d")
 
 
+@pytest.mark.parametrize("once", [True, False], ids=["generator-object", "function"])
+def test_a_generator_object_replays_after_a_restart(tmp_path: Path, once: bool) -> None:
+    """A generator object runs once, yet a task restarted from its checkpoint gets every
+    element again (they are kept until a checkpoint covers them), as a re-run function does."""
+    def gen() -> Any:
+        yield from range(5000)
+
+    failed: list[int] = []
+
+    def flaky(x: int) -> int:
+        if x == 3000 and not failed:
+            failed.append(x)
+            raise RuntimeError("transient")
+        return x
+
+    app = sr.App("gen", guarantee="exactly_once", batch_size=100, checkpoint_records=1000)
+    app.stream(gen() if once else gen).map(flaky).to("out")
+    r = app.run(data_dir=tmp_path / "d")
+    assert r.restarts == 1 and failed
+    assert sorted(_read(tmp_path / "d", "out")) == list(range(5000))
+
+    # a later run with a new generator object goes on after the checkpointed position
+    app2 = sr.App("gen", guarantee="exactly_once", batch_size=100)
+    app2.stream((i for i in range(5200)) if once else (lambda: range(5200))).map(flaky).to("out")
+    app2.run(data_dir=tmp_path / "d")
+    assert sorted(_read(tmp_path / "d", "out")) == list(range(5200))
+
+
+def test_a_generator_object_that_raises_fails_on_every_restart(tmp_path: Path) -> None:
+    def rows() -> Any:
+        yield {"ts": 0}
+        raise OSError("feed closed")
+
+    app = sr.App("gen-err")
+    app.stream(rows(), name="rows").print()
+    with pytest.raises(sr.PipelineError, match=r"source 'rows' \(rows at .*test_operators_e2e.py:\d+\) "
+                                               r"raised OSError\('feed closed'\)"):
+        app.run(data_dir=tmp_path / "d")
+
+
 def test_a_failing_aggregation_is_named_with_its_function(tmp_path: Path) -> None:
     app = sr.App("agg-err")
     (app.stream([{"ts": i, "v": str(i)} for i in range(5)], name="src").key_by(lambda e: 0)
