@@ -97,6 +97,18 @@ def _walk(app: App) -> list[Node]:
     return order
 
 
+def same_graph(saved: bytes, app: App) -> bool:
+    """Whether state saved under fingerprint ``saved`` fits the app. A fingerprint written
+    before windows recorded their aggregations' kinds matches when all else does."""
+    now = fingerprint(app)
+    if saved == now:
+        return True
+    old, new = orjson.loads(saved), orjson.loads(now)
+    legacy = [p[:6] if p[0] == "window" else p for p in new]
+    return len(old) == len(new) and all(
+        p[0] != "window" or len(p) == 6 for p in old) and old == legacy
+
+
 def fingerprint(app: App) -> bytes:
     """What the saved state depends on: stateful steps' ids and kinds, and the sources."""
     parts = []
@@ -107,7 +119,9 @@ def fingerprint(app: App) -> bytes:
             a = n.args
             spec = type(a["spec"]).__name__
             parts.append(["window", n.id, spec, attrs.asdict(a["spec"]), sorted(a["aggs"]),
-                          STATE_FORMATS.get(spec, STATE_FORMAT)])
+                          STATE_FORMATS.get(spec, STATE_FORMAT),
+                          # what each accumulator holds: sum -> count under one name is a change
+                          {k: type(agg).__name__ for k, agg in a["aggs"].items()}])
         elif n.kind in STATEFUL_KINDS:  # their state's shape is their kind and settings
             parts.append([n.kind, n.id, n.args.get("within"), n.args.get("size")]
                          + ([STATE_FORMAT] if n.kind == "dedupe" else [])
@@ -530,11 +544,11 @@ async def run_app(
     if reset:
         await reset_app(app, broker)
     saved = broker.store.get(_prefix(app.name, "graph"))
-    if saved is not None and saved != fingerprint(app):
+    if saved is not None and not same_graph(saved, app):
         raise IncompatibleState(
             f"app {app.name!r} has saved state from a different pipeline (its sources or "
-            f"stateful steps changed); run with --reset to start afresh, or name the steps "
-            f"(name=...) so their ids stay stable")
+            f"stateful steps changed, or an aggregation's kind); run with --reset to start "
+            f"afresh, or name the steps (name=...) so their ids stay stable")
     _freeze_startup_objects()
     (name,) = place_tasks(app)
     ref = await broker.root.spawn(

@@ -81,6 +81,35 @@ def test_changed_graph_is_refused_without_reset(tmp_path: Path) -> None:
     assert app.run(data_dir=tmp_path / "d", reset=True).records_in == 1_000
 
 
+def _agg_app(agg: Any) -> sr.App:
+    app = sr.App("aggkind", guarantee="exactly_once")
+    (app.stream(lambda: iter([{"ts": 0, "v": 10}, {"ts": 1, "v": 20}]), name="src")
+        .key_by(lambda e: 0).window(sr.tumbling(seconds=60), timestamp=lambda e: e["ts"])
+        .aggregate(total=agg, name="agg").to(app.topic("totals")))
+    return app
+
+
+def test_an_aggregation_of_another_kind_under_one_name_is_refused(tmp_path: Path) -> None:
+    """The window's accumulators were a sum's: a count (or mean) reading them would be wrong."""
+    d = tmp_path / "d"
+    app = _agg_app(sr.sum(lambda e: e["v"]))
+    app.run(data_dir=d, until_caught_up=True)
+    for other in (sr.count(), sr.mean(lambda e: e["v"])):
+        with pytest.raises(sr.dataflow.IncompatibleState, match="aggregation's kind"):
+            _agg_app(other).run(data_dir=d)
+    _agg_app(sr.sum(lambda e: e["v"] * 2)).run(data_dir=d)  # a new function is the same kind
+
+
+def test_a_fingerprint_from_before_aggregation_kinds_still_matches(tmp_path: Path) -> None:
+    from streamrt.dataflow._runner import fingerprint, same_graph
+
+    app = _agg_app(sr.sum(lambda e: e["v"]))
+    legacy = [p[:6] if p[0] == "window" else p for p in orjson.loads(fingerprint(app))]
+    assert same_graph(orjson.dumps(legacy), app)
+    changed = [p[:4] + [["other"]] + p[5:6] if p[0] == "window" else p for p in legacy]
+    assert not same_graph(orjson.dumps(changed), app)
+
+
 def test_dead_letter_policy_routes_bad_elements(tmp_path: Path) -> None:
     app = sr.App("dl", on_error="dead_letter")
     got: list[Any] = []
