@@ -205,18 +205,17 @@ class _Plan:
         if n.kind == "to":
             return TopicSink(self.broker, a["topic"], hold)
         if n.kind == "sink":
-            return CallSink(a["fn"], a["batch"])
-        if n.kind == "print":
-            return PrintSink()
-        return FileSink(a["path"])
+            return CallSink(a["fn"], a["batch"], f"step {n.id!r} (sink, {user_line(a['fn'])})")
+        sink = PrintSink() if n.kind == "print" else FileSink(a["path"])
+        sink.where = f"step {n.id!r} ({n.kind}" + (f" {a['path']!r})" if "path" in a else ")")
+        return sink
 
     # ------------------------------------------------------------ pushing batches
 
     def push(self, node: Node, batch: Batch) -> None:
         for child in self.children[node.id]:
             if child.kind in SINK_KINDS:
-                self.sinks[child.id].add(batch)
-                self.result.records_out += len(batch.values)
+                self._to_sink(child, batch)
                 continue
             op = self.ops[child.id]
             if child.kind in TWO_INPUT_KINDS:
@@ -232,6 +231,31 @@ class _Plan:
             for out in outs:
                 if out.values:
                     self.push(child, out)
+
+    def _to_sink(self, node: Node, batch: Batch) -> None:
+        sink = self.sinks[node.id]
+        while True:
+            try:
+                sink.add(batch)
+            except ops.BatchFailed as e:  # a topic sink met an element it cannot encode
+                self.result.records_out += e.index
+                bad = batch.values[e.index]
+                where = f"step {node.id!r} (to topic {node.args['topic']!r})"
+                if self.app.on_error == "fail":
+                    raise PipelineError(
+                        f"{where} cannot write {_short(bad)}: {e.cause}; make the step before "
+                        f"it return JSON values (dict, list, str, int, float, bool, None) or "
+                        f"bytes") from e.cause
+                one = Batch([repr(bad).encode()], None,  # (as text: it is not JSON)
+                            [batch.ts[e.index]] if batch.ts is not None else None, batch.part)
+                self.dead_letter(one, where, e.cause)  # type: ignore[arg-type]
+                rest = slice(e.index + 1, None)
+                batch = Batch(batch.values[rest],
+                              batch.keys[rest] if batch.keys is not None else None,
+                              batch.ts[rest] if batch.ts is not None else None, batch.part)
+                continue
+            self.result.records_out += len(batch.values)
+            return
 
     def _failed(self, node: Node, op: Any, batch: Batch, exc: Exception) -> list[Batch]:
         outs: list[Batch] = []
@@ -289,6 +313,11 @@ class _Plan:
 
     def all_sinks(self) -> list[Any]:
         return [*self.sinks.values(), self.dlq, *self.late_sinks.values()]
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _joined(batches: list[Batch]) -> list[Batch]:

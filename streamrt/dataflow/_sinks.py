@@ -11,10 +11,11 @@ from typing import Any
 import orjson
 
 from operators._batch import Batch
+from operators._protocol import BatchFailed
 
 from .._murmur2 import positive_hash
 from .._serde import key_bytes
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, PipelineError
 from ..storage import WriteBatch
 from ..storage._codec import MAX_BATCH_BYTES, DefaultRecordBatchBuilder
 
@@ -69,6 +70,19 @@ class TopicSink:
         self.in_flight: list[Any] = []  # waiters of writes not yet known durable
 
     def add(self, batch: Batch, headers: list[tuple[str, bytes | None]] | None = None) -> None:
+        """Encode a batch's elements into the pending record batches. An element that is not
+        JSON (nor bytes) raises :class:`~operators.BatchFailed` with its index: the elements
+        before it are added, the rest not."""
+        try:
+            self._add(batch, headers)
+        except orjson.JSONEncodeError as e:
+            values = batch.values
+            i = next((i for i, v in enumerate(values) if not _encodes(v)), 0)
+            self.npending -= len(values) - i  # (counted in advance)
+            self.written += i
+            raise BatchFailed(i, [], e) from e
+
+    def _add(self, batch: Batch, headers: list[tuple[str, bytes | None]] | None) -> None:
         dumps = orjson.dumps
         now = int(time.time() * 1000)
         ts = batch.ts or [now] * len(batch.values)
@@ -177,12 +191,23 @@ class TopicSink:
         self.npending = 0
 
 
+def _encodes(v: Any) -> bool:
+    if type(v) is bytes:
+        return True
+    try:
+        orjson.dumps(v)
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
 class CallSink:
     """Calls a user function per element (or per batch), sync or async."""
 
-    def __init__(self, fn: Any, batch: bool) -> None:
+    def __init__(self, fn: Any, batch: bool, where: str = "sink") -> None:
         self.fn = fn
         self.batch = batch
+        self.where = where  # the step, for errors: "step 'sink0' (sink, send at app.py:5)"
         self.pending: list[Any] = []
         self.written = 0
 
@@ -194,6 +219,12 @@ class CallSink:
         items, self.pending = self.pending, []
         if not items:
             return
+        try:
+            await self._call(items)
+        except Exception as e:
+            raise PipelineError(f"{self.where} raised {e!r}") from e
+
+    async def _call(self, items: list[Any]) -> None:
         if self.batch:
             r = self.fn(items)
             if inspect.isawaitable(r):

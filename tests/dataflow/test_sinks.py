@@ -1,12 +1,16 @@
-"""Topic sinks: keys that compare equal keep their own bytes; at-least-once write grouping."""
+"""Sinks: keys that compare equal keep their own bytes; at-least-once write grouping; results
+that cannot be written and failing sink functions are reported with their step."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
+from _results import read_topic
 
+import streamrt as sr
 from operators import Batch
 from streamrt._murmur2 import positive_hash
 from streamrt._serde import key_bytes
@@ -132,3 +136,39 @@ def test_at_least_once_flushes_do_not_wait_for_commits_but_settle_does(monkeypat
         assert sink.in_flight == []
 
     trio.run(main)
+
+
+def _nonjson_app(on_error: str) -> Any:
+    app = sr.App("nonjson", on_error=on_error)  # type: ignore[arg-type]
+    (app.stream([1, 2, 3, 4], name="src")
+        .map(lambda x: {"tags": {x}} if x in (2, 3) else {"x": x}, name="tag")
+        .to(app.topic("out")))
+    return app
+
+
+def test_a_result_that_is_not_json_is_dead_lettered_and_the_others_written(tmp_path: Any) -> None:
+    r = _nonjson_app("dead_letter").run(data_dir=tmp_path / "d")
+    assert (r.records_out, r.dead_lettered) == (2, 2)
+    assert read_topic(tmp_path / "d", "out") == [{"x": 1}, {"x": 4}]
+    with sr.open_log(tmp_path / "d", maintenance_interval=None) as log:
+        dead = list(log.read("nonjson.dlq", 0, 0))
+    assert [d.value for d in dead] == [b"{'tags': {2}}", b"{'tags': {3}}"]
+    assert all(dict(d.headers)["step"] == b"step 'to0' (to topic 'out')" for d in dead)
+
+
+def test_a_result_that_is_not_json_fails_the_run_naming_the_step(tmp_path: Any) -> None:
+    with pytest.raises(sr.PipelineError, match=r"step 'to0' \(to topic 'out'\) cannot write "
+                                               r"\{'tags': \{2\}\}: Type is not JSON serializable: "
+                                               r"set; make the step before it return JSON"):
+        _nonjson_app("fail").run(data_dir=tmp_path / "d")
+
+
+def test_a_failing_sink_function_is_named_with_its_line(tmp_path: Any) -> None:
+    def send(e: Any) -> None:
+        raise ConnectionError("db down")
+
+    app = sr.App("sinkerr")
+    app.stream([1, 2, 3]).sink(send)
+    with pytest.raises(sr.PipelineError, match=r"step 'sink0' \(sink, send at .*test_sinks.py:\d+\) "
+                                               r"raised ConnectionError\('db down'\)"):
+        app.run(data_dir=tmp_path / "d")
