@@ -103,9 +103,18 @@ class App:
         self.state_cache_size = state_cache_size
         self.topics: dict[str, TopicRef] = {}
         self.sinks: list[Node] = []
+        self.steps: list[Node] = []  # every step made, sinks included (see dangling_steps)
+        self.optional: set[str] = set()  # steps that may lead nowhere: an unused branch side
         self.late_routes: dict[str, TopicRef] = {}
         self._counts: dict[str, int] = {}
         self._ids: set[str] = set()
+
+    def _node(self, kind: str, name: str | None, inputs: tuple[Node, ...],
+              args: dict[str, Any] | None = None, id_kind: str | None = None) -> Node:
+        node = Node(self._id(id_kind or kind, name), kind, inputs,
+                    args if args is not None else {})
+        self.steps.append(node)
+        return node
 
     def _id(self, kind: str, name: str | None) -> str:
         if name is not None:
@@ -162,7 +171,7 @@ class App:
                 f"cannot stream from {type(source).__name__}: give a topic, an iterable, a "
                 f"function returning an iterable, or sr.file(path)"
             )
-        return Stream(self, Node(self._id("source", name), "source", (), args))
+        return Stream(self, self._node("source", name, (), args))
 
     def table(self, topic: TopicRef | str, *, name: str | None = None,
               value_serde: str = "json") -> Table:
@@ -171,7 +180,7 @@ class App:
         ref = topic if isinstance(topic, TopicRef) else (self.topics.get(topic) or self.topic(topic))
         self.topics.setdefault(ref.name, ref)
         args = {"source": "topic", "topic": ref.name, "serde": value_serde, "with_keys": True}
-        return Table(self, Node(self._id("table", name), "source", (), args))
+        return Table(self, self._node("source", name, (), args, id_kind="table"))
 
     def run(self, **kwargs: Any) -> Any:
         """Run the app's pipelines until bounded sources end (or Ctrl-C). See streamrt run."""
@@ -215,7 +224,7 @@ class Stream:
         for k, v in args.items():
             if k in ("fn", "key") and not callable(v):
                 raise InvalidArgument(f"{kind}() needs a function, got {type(v).__name__}")
-        node = Node(self.app._id(kind, name), kind, (self.node,), args)
+        node = self.app._node(kind, name, (self.node,), args)
         return Stream(self.app, node, self.keyed if keyed is None else keyed)
 
     def map(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Stream:
@@ -250,7 +259,7 @@ class Stream:
         for o in others:
             if not isinstance(o, Stream) or o.app is not self.app:
                 raise InvalidArgument("merge() takes streams of the same app")
-        node = Node(self.app._id("merge", name), "merge", (self.node, *(o.node for o in others)))
+        node = self.app._node("merge", name, (self.node, *(o.node for o in others)))
         return Stream(self.app, node, self.keyed and all(o.keyed for o in others))
 
     def branch(self, fn: Callable[[Any], bool], *, name: str | None = None) -> tuple[Stream, Stream]:
@@ -258,6 +267,7 @@ class Stream:
         base = name or self.app._id("branch", None)
         yes = self._then("filter", f"{base}.true", fn=fn)
         no = self._then("filter", f"{base}.false", fn=lambda e, f=fn: not f(e))
+        self.app.optional.update((yes.node.id, no.node.id))  # using one side only is fine
         return yes, no
 
     def window(
@@ -329,7 +339,7 @@ class Stream:
             raise InvalidArgument("join(window=...) takes sr.tumbling(...)")
         self._need_keys("join")
         other._need_keys("join")
-        node = Node(self.app._id("join", name), "join", (self.node, other.node), {
+        node = self.app._node("join", name, (self.node, other.node), {
             "spec": window, "size": window.size, "timestamp": timestamp,
             "ooo": _seconds_to_ms(max_out_of_orderness, "max_out_of_orderness"),
             "lateness": _seconds_to_ms(allowed_lateness, "allowed_lateness"),
@@ -349,7 +359,7 @@ class Stream:
             raise InvalidArgument(f"join_table(how=...) is 'inner' or 'left', got {how!r}")
         self._need_keys("join_table")
         # the table is input 0, so each step reads its updates before the stream's elements
-        node = Node(self.app._id("join_table", name), "join_table", (table.node, self.node),
+        node = self.app._node("join_table", name, (table.node, self.node),
                     {"how": how})
         return Stream(self.app, node, True)
 
@@ -385,7 +395,7 @@ class Stream:
         self._sink("file", name, path=os.fspath(path))
 
     def _sink(self, kind: str, name: str | None, **args: Any) -> None:
-        node = Node(self.app._id(kind, name), kind, (self.node,), args)
+        node = self.app._node(kind, name, (self.node,), args)
         self.app.sinks.append(node)
 
 

@@ -97,6 +97,29 @@ def _walk(app: App) -> list[Node]:
     return order
 
 
+def dangling_steps(app: App) -> list[Node]:
+    """Steps whose results go nowhere (no sink downstream): a forgotten ``.to()`` would
+    otherwise leave a pipeline silently unrun. One side of a branch may stay unused."""
+    consumed = {id(i) for n in app.steps for i in n.inputs}
+    return [n for n in app.steps if id(n) not in consumed and n.kind not in SINK_KINDS
+            and n.id not in app.optional]
+
+
+def check_graph(app: App) -> None:
+    """Refuse an app that could not do what it says: no sink at all, or a step whose
+    results go nowhere."""
+    if not app.sinks:
+        raise InvalidArgument(
+            f"app {app.name!r} has no pipeline with a sink: end a stream with .to(topic), "
+            f".sink(fn), .print() or .to_file(path)")
+    for n in dangling_steps(app):
+        fn = n.args.get("fn") or n.args.get("key")
+        raise InvalidArgument(
+            f"step {n.id!r} ({n.kind}{', ' + user_line(fn) if fn is not None else ''}) "
+            f"leads to no sink, so it would never run: end it with .to(topic), .sink(fn), "
+            f".print() or .to_file(path), or remove it")
+
+
 def same_graph(saved: bytes, app: App) -> bool:
     """Whether state saved under fingerprint ``saved`` fits the app. A fingerprint written
     before windows recorded their aggregations' kinds matches when all else does."""
@@ -137,10 +160,6 @@ class _Plan:
         self.broker = broker
         self.result = result
         self.nodes = _walk(app)
-        if not app.sinks:
-            raise InvalidArgument(
-                f"app {app.name!r} has no pipeline with a sink: end a stream with .to(topic), "
-                f".sink(fn), .print() or .to_file(path)")
         self.children: dict[str, list[Node]] = {n.id: [] for n in self.nodes}
         for n in self.nodes:
             for i in n.inputs:
@@ -565,10 +584,7 @@ async def run_app(
     """Run the app on an open broker until its bounded sources end (or it is cancelled)."""
     result = RunResult()
     t0 = time.monotonic()
-    if not app.sinks:
-        raise InvalidArgument(
-            f"app {app.name!r} has no pipeline with a sink: end a stream with .to(topic), "
-            f".sink(fn), .print() or .to_file(path)")
+    check_graph(app)
     await _ensure_topics(app, broker)
     if reset:
         await reset_app(app, broker)

@@ -142,6 +142,30 @@ def test_no_sink_and_bad_arguments() -> None:
         sr.App("z").run(data_dir="/tmp/never-created-streamrt-test")
 
 
+def test_a_step_that_leads_to_no_sink_is_refused(tmp_path: Path) -> None:
+    app = sr.App("dangling")
+    events = app.stream([{"user": i % 2, "ts": i} for i in range(10)], name="src")
+    events.to(app.topic("raw"))
+    (events.key_by(lambda e: e["user"]).window(sr.tumbling(seconds=1), timestamp=lambda e: e["ts"])
+        .aggregate(n=sr.count(), name="counts"))  # no .to(): it would never run
+    with pytest.raises(errors.InvalidArgument, match="step 'counts' .* leads to no sink"):
+        app.run(data_dir=tmp_path / "d")
+    app2 = sr.App("dangling2")
+    app2.stream(range(3)).map(lambda x: x, name="m").print()
+    app2.stream(range(3)).map(str, name="lost")
+    with pytest.raises(errors.InvalidArgument, match=r"step 'lost' \(map, <class 'str'>\) leads"):
+        app2.run(data_dir=tmp_path / "d")
+
+
+def test_one_side_of_a_branch_may_stay_unused(tmp_path: Path) -> None:
+    app = sr.App("branch")
+    got: list[int] = []
+    evens, _odds = app.stream(range(6)).branch(lambda x: x % 2 == 0)
+    evens.sink(got.append)
+    app.run(data_dir=tmp_path / "d")
+    assert got == [0, 2, 4]
+
+
 def test_late_elements_go_to_the_late_topic(tmp_path: Path) -> None:
     app = sr.App("late", batch_size=1)  # lateness is judged per batch: one element each
     evs = [{"ts": t, "k": "a"} for t in (0, 500, 1500, 200, 2500, 100)]  # 200 and 100 are late
