@@ -4,19 +4,29 @@
 state (None the first time); a new state of None forgets the key, an output of None emits
 nothing. States are checkpointed as orjson, so they must be JSON values.
 
-``Dedupe`` drops an element when an element with the same dedupe key was *kept* less than
-``within`` ms away from it in event time (before or after: out-of-order duplicates are caught
-too). Event time, not the wall clock, because a replay after a restart then drops exactly the
-same elements; ``processing_time=True`` stamps elements with the clock instead. A key is
-remembered until the watermark is ``2 * within`` past its last kept element, which is the
-earliest moment no on-time element can match it; an element more than ``within`` behind the
-watermark can no longer be judged and goes to the late output instead.
+``Dedupe`` drops an element when an element with the same dedupe key was *kept* earlier (in
+processing order) less than ``within`` ms away from it in event time, before or after it: an
+out-of-order duplicate is caught even when a later element of its key was kept in between.
+Event time, not the wall clock, because a replay after a restart then drops exactly the same
+elements; ``processing_time=True`` stamps elements with the clock instead. An element more
+than ``within`` behind the watermark (``t <= watermark - within``) can no longer be judged and
+goes to the late output instead. So every kept time of a key that an element still to be
+judged can be within ``within`` of is remembered: a kept time ``s`` is forgotten once the
+watermark is ``2 * within`` past it (``s <= watermark - 2 * within``), and no sooner.
 
 Both keep their per-key state in a bounded :class:`~operators._cache.StateCache` over LMDB.
-Dedupe stores a key's time under the *bucket* of its expiry (``(time + 2 * within) //
-within``) first, so forgetting keys takes whole buckets from the cache and the store: what
+Dedupe stores each kept time under the *bucket* of its expiry (``(time + 2 * within) //
+within``) and its key, so forgetting takes whole buckets from the cache and the store: what
 stays in memory for expiry is the set of live buckets (a few: about ``3 + disorder / within``),
-not a heap entry per key. A lookup probes the live buckets (a dict lookup each while cached).
+not a heap entry per kept time. A bucket spans ``within`` ms and the kept times of a key are at
+least ``within`` apart, so a (bucket, key) entry holds one time: an element at ``t`` is judged
+by probing the three buckets that can hold a time less than ``within`` from it (a dict lookup
+each while cached). A key holds up to one entry per live bucket: up to 3 for in-order input,
+about ``3 + disorder / within`` with disorder, where the previous layout held one.
+
+This layout is the one that stored only each key's latest kept time, under the same bucket:
+older checkpoints read as they are (each of their entries is a kept time, under its bucket), and
+a restored key only lacks the earlier kept times that the old operator had already dropped.
 """
 
 from __future__ import annotations
@@ -154,8 +164,8 @@ class Dedupe(TimedOperator):
         super().__init__(timestamp, max_out_of_orderness, processing_time, clock)
         self.key = key
         self.within = within
-        # (expiry bucket, dedupe key) -> time of the key's latest kept element; one entry per
-        # key, moved to a later bucket when a later element is kept
+        # (expiry bucket, dedupe key) -> the time of a kept element of the key: one per bucket
+        # at most, since a bucket spans ``within`` and a key's kept times are that far apart
         self.cache = StateCache(None, cache_size, encode=_dedupe_key, decode=_dedupe_from,
                                 group=_first, group_prefix=_bucket_prefix)
         self.buckets: list[int] = []  # live expiry buckets, ascending
@@ -165,17 +175,15 @@ class Dedupe(TimedOperator):
         """The changed keys exceed the cache bound: the runner should checkpoint."""
         return self.cache.wants_checkpoint
 
+    def kept(self, dk: Any) -> list[int]:
+        """The remembered times of ``dk``'s kept elements, ascending (empty once forgotten)."""
+        get = self.cache.get
+        return [t for t in (get((b, dk)) for b in self.buckets) if t is not None]
+
     def last(self, dk: Any) -> int | None:
         """The time of the latest kept element of ``dk`` (None once forgotten)."""
-        return self._find(dk)[1]
-
-    def _find(self, dk: Any) -> tuple[int, int | None]:
-        get = self.cache.get
-        for b in self.buckets:
-            t = get((b, dk))
-            if t is not None:
-                return b, t
-        return 0, None
+        times = self.kept(dk)
+        return times[-1] if times else None
 
     def describe(self) -> Any:
         return ["dedupe", self.within]
@@ -187,7 +195,8 @@ class Dedupe(TimedOperator):
         keyf = self.key
         dks = [keyf(v) for v in values]
         ts = self._times(batch, "dedupe()")
-        w, cache, find = self.within, self.cache, self._find
+        w, cache = self.within, self.cache
+        data, load = cache.data, cache.load
         edge = self.wm - w
         keep: list[bool] = []
         late: list[int] = []
@@ -196,18 +205,22 @@ class Dedupe(TimedOperator):
                 late.append(i)
                 keep.append(False)
                 continue
-            # (an expired entry may still be found before its bucket goes: it can never match,
-            # since t > wm - within >= seen + within, and t > seen replaces it)
-            b, seen = find(dk)
-            if seen is not None and -w < t - seen < w:
-                keep.append(False)
-                continue
-            keep.append(True)
-            if seen is None or t > seen:
-                nb = (t + 2 * w) // w
-                if seen is not None and nb != b:
-                    cache.delete((b, dk))
-                cache.set((nb, dk), t)
+            # A kept time s with |t - s| < w is in bucket (s + 2w) // w, which is t's own
+            # bucket nb or one of its neighbours; each holds at most one time of dk. Every
+            # kept time that old is still there: s <= wm - 2w would mean t - s > w.
+            nb = (t + 2 * w) // w
+            dup = False
+            for b in (nb, nb + 1, nb - 1):
+                s = data.get((b, dk))
+                if s is None:
+                    s = load((b, dk))
+                if s is not None and -w < t - s < w:
+                    dup = True
+                    break
+            keep.append(not dup)
+            if not dup:
+                # (nb held no time of dk: it would have been less than w from t)
+                cache.add_new((nb, dk), t, nb)
                 if nb not in self.buckets:
                     self.buckets.append(nb)
                     self.buckets.sort()

@@ -4,6 +4,7 @@ round trips mid-stream; early emission and processing-time windows with an injec
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 from typing import Any
 
@@ -113,40 +114,114 @@ def test_stateful_map_failure_reports_how_far_it_got() -> None:
 
 # ------------------------------------------------------------ dedupe
 
+class DedupeReference:
+    """docs/dsl.md's definition in plain Python, remembering everything: an element more than
+    ``within`` behind the watermark (``t <= watermark - within``) is late; otherwise it is
+    dropped iff an element of its key kept earlier, in processing order, is less than
+    ``within`` from it in event time (before or after), and kept otherwise."""
+
+    def __init__(self, parts: list[int], within: int, ooo: int) -> None:
+        self.wm = Watermark(parts, ooo)
+        self.within = within
+        self.times: dict[Any, list[int]] = {}  # key -> every kept time, never forgotten
+        self.kept: list[Any] = []
+        self.late: list[Any] = []
+
+    def batch(self, part: int, elems: list[Any], key: Any, time: Any) -> None:
+        edge = self.wm.wm - self.within  # the watermark moves between batches, not within
+        for e in elems:
+            k, t = key(e), time(e)
+            if t <= edge:
+                self.late.append(e)
+            elif all(abs(t - s) >= self.within for s in self.times.get(k, ())):
+                self.kept.append(e)
+                self.times.setdefault(k, []).append(t)
+        self.wm.saw(part, [time(e) for e in elems])
+
+
 @SETTINGS
-@given(timed_steps(), st.integers(1, 15), st.sampled_from([0, 4]))
+@given(timed_steps(), st.integers(1, 15), st.sampled_from([0, 4, 40]))
 def test_dedupe_matches_reference(steps: list[Any], within: int, ooo: int) -> None:
+    # elements up to 38 ms behind their batch's base time: disorder beyond within, often
     parts = [0, 1]
     drv = Driver(lambda: ops.Dedupe(lambda e: e[0], within, lambda e: e[1], ooo), parts)
-    wm = Watermark(parts, ooo)
-    last: dict[Any, int] = {}  # never forgets: the operator's eviction must not show
-    kept, late = [], []
+    ref = DedupeReference(parts, within, ooo)
     uid = itertools.count()
     for kind, part, elems, _ in steps:
         if kind == "batch":
             batch = [(k, t, next(uid)) for k, t in elems]
-            edge = wm.wm - within
-            for e in batch:
-                k, t, _ = e
-                if t <= edge:
-                    late.append(e)
-                elif k in last and abs(t - last[k]) < within:
-                    pass
-                else:
-                    kept.append(e)
-                    last[k] = max(last.get(k, t), t)
-            wm.saw(part, [t for _, t, _ in batch])
+            ref.batch(part, batch, lambda e: e[0], lambda e: e[1])
             drv.process(Batch(batch, None, None, part))
         elif kind == "idle":
-            wm.set_idle(part)
+            ref.wm.set_idle(part)
             drv.idle(part)
         elif kind == "checkpoint":
             drv.checkpoint()
         else:
             drv.restart()
+        # bounded: kept times 2 * within (plus a bucket's span) behind the watermark are gone
+        wm = drv.op.wm
+        assert all(t > wm - 3 * within for _, t in drv.op.cache.data.items())
     drv.end()
-    assert drv.out == kept
-    assert drv.late == late
+    assert drv.out == ref.kept
+    assert drv.late == ref.late
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_dedupe_with_disorder_beyond_within_matches_reference(seed: int) -> None:
+    """Long random runs (hypothesis keeps its examples short): a few keys, timestamps up to
+    three times ``within`` out of order, one batch of one partition at a time, and checkpoints
+    and restarts now and then."""
+    rnd = random.Random(seed)
+    within, ooo = rnd.choice([(10, 30), (7, 25), (20, 45), (5, 0)])
+    parts = [0, 1]
+    drv = Driver(lambda: ops.Dedupe(lambda e: e[0], within, lambda e: e[1], ooo), parts)
+    ref = DedupeReference(parts, within, ooo)
+    base = {0: 0, 1: 0}
+    uid = itertools.count()
+    for _ in range(300):
+        part = rnd.choice(parts)
+        base[part] += rnd.randrange(6)
+        batch = [(rnd.randrange(4), base[part] - rnd.randrange(3 * within), next(uid))
+                 for _ in range(rnd.randrange(1, 6))]
+        ref.batch(part, batch, lambda e: e[0], lambda e: e[1])
+        drv.process(Batch(batch, None, None, part))
+        r = rnd.random()
+        if r < 0.05:
+            drv.restart()
+        elif r < 0.1:
+            drv.checkpoint()
+    assert len(ref.kept) > 50 and len(ref.kept) < next(uid) - 50  # the test tests something
+    assert drv.out == ref.kept
+    assert drv.late == ref.late
+    # the store holds live times only, each under its expiry bucket: none 2 * within (plus
+    # a bucket's span) behind the watermark
+    drv.checkpoint()
+    stored = [(int.from_bytes(k[1:9], "big") - 2**63, int(v))
+              for k, v in drv.store.items() if k.startswith(b"d")]
+    assert stored and all(t > drv.op.wm - 3 * within for _, t in stored)
+    assert all(b == (t + 2 * within) // within for b, t in stored)
+
+
+def test_dedupe_catches_a_duplicate_behind_a_later_kept_element() -> None:
+    # the same key at 0, 150, 40: 40 is 40 ms from the kept 0 (not late: watermark 150 - 200)
+    op = ops.Dedupe(lambda e: "disk-full", 100, lambda e: e, 200)
+    op.open_parts([0])
+    kept = [v for t in (0, 150, 40) for b in op.process(Batch([t])) for v in b.values]
+    assert kept == [0, 150] and not op.take_late()
+    assert op.kept("disk-full") == [0, 150]
+
+
+def test_dedupe_reads_the_layout_of_one_time_per_key() -> None:
+    """Checkpoints of the operator that kept only each key's latest time: the same entries,
+    (expiry bucket, key) -> time, which the operator reads and adds to."""
+    drv = Driver(lambda: ops.Dedupe(lambda e: e[0], 10, lambda e: e[1], 50), [0])
+    drv.store[b"d" + (2**63 + 102 // 10).to_bytes(8, "big") + orjson.dumps("k")] = b"82"
+    drv.store[b"\x00n"] = orjson.dumps([[102 // 10, 1]])
+    drv.restart()
+    drv.process(Batch([("k", 75, 1), ("k", 88, 2), ("k", 95, 3), ("k", 60, 4)], None, None, 0))
+    assert [e[2] for e in drv.out] == [3, 4]  # 75, 88: less than 10 from 82
+    assert drv.op.kept("k") == [60, 82, 95]
 
 
 def test_dedupe_forgets_keys_once_time_has_passed() -> None:
