@@ -203,6 +203,17 @@ class TopicReader(SourceReader):
 
 
 class FileReader(SourceReader):
+    """Lines of a text file, the position the byte offset after the last line read.
+
+    A last line without a newline is a line of its own in a bounded read (the end of the file
+    ends it, as for ``str.splitlines``), and the position moves past it, so a rerun over the
+    same file does not read it again. If the file grows, a newline right after that position
+    is the one the line lacked, and is skipped (the position alone says so: the byte before it
+    is not a newline); anything else after it is read as new lines. A followed file waits for
+    the newline instead, since the writer may be in the middle of the line: the position stays
+    before it until the line is complete (a followed run stopped meanwhile leaves it for the
+    next run)."""
+
     def __init__(self, path: str, follow: bool) -> None:
         if not os.path.exists(path):
             raise InvalidArgument(f"source file {path} does not exist")
@@ -219,13 +230,21 @@ class FileReader(SourceReader):
 
     async def read(self, part: int, max_records: int) -> tuple[list[Any], list[int] | None, bool]:
         with open(self.path, "rb") as f:
+            if self._pos:
+                f.seek(self._pos - 1)
+                if f.read(1) != b"\n" and f.read(1) == b"\n":
+                    self._pos += 1  # the newline of a last line read before it was written
             f.seek(self._pos)
             lines = []
             for _ in range(max_records):
                 line = f.readline()
-                if not line or not line.endswith(b"\n"):
-                    break  # a partial last line waits for its newline
-                lines.append(line[:-1].decode("utf-8", errors="replace"))
+                if line.endswith(b"\n"):
+                    text = line[:-1]
+                elif line and self.bounded:
+                    text = line  # the file's end ends its last line
+                else:
+                    break  # nothing more, or a followed file's partial line: wait for it
+                lines.append(text.decode("utf-8", errors="replace"))
                 self._pos += len(line)
         return lines, None, self.bounded and len(lines) < max_records
 
