@@ -22,6 +22,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import anyio
+
 from .._serde import Serde, resolve
 from ..errors import InvalidArgument, PipelineError
 from ._graph import user_line
@@ -202,6 +204,10 @@ class TopicReader(SourceReader):
         return vals, ts, caught_up
 
 
+#: How long a followed file's reader waits after finding nothing new (seconds).
+FOLLOW_POLL = 0.1
+
+
 class FileReader(SourceReader):
     """Lines of a text file, the position the byte offset after the last line read.
 
@@ -214,12 +220,14 @@ class FileReader(SourceReader):
     before it until the line is complete (a followed run stopped meanwhile leaves it for the
     next run)."""
 
-    def __init__(self, path: str, follow: bool) -> None:
+    def __init__(self, path: str, follow: bool, until_caught_up: bool = False) -> None:
         if not os.path.exists(path):
             raise InvalidArgument(f"source file {path} does not exist")
         self.path = path
         self.parts = [0]
-        self.bounded = not follow
+        self.follow = follow
+        # a followed file counts as bounded when the run stops once caught up, as topics do
+        self.bounded = not follow or until_caught_up
         self._pos = 0
 
     def positions(self) -> dict[int, int]:
@@ -240,12 +248,14 @@ class FileReader(SourceReader):
                 line = f.readline()
                 if line.endswith(b"\n"):
                     text = line[:-1]
-                elif line and self.bounded:
+                elif line and not self.follow:
                     text = line  # the file's end ends its last line
                 else:
                     break  # nothing more, or a followed file's partial line: wait for it
                 lines.append(text.decode("utf-8", errors="replace"))
                 self._pos += len(line)
+        if not lines and not self.bounded:
+            await anyio.sleep(FOLLOW_POLL)  # nothing new: poll again later, as tail -f does
         return lines, None, self.bounded and len(lines) < max_records
 
 
@@ -258,5 +268,5 @@ def make_reader(broker: Any, args: dict[str, Any], until_caught_up: bool,
     if kind == "iterable":
         return IterableReader(args["make"], name)
     if kind == "file":
-        return FileReader(args["path"], args.get("follow", False))
+        return FileReader(args["path"], args.get("follow", False), until_caught_up)
     raise InvalidArgument(f"unknown source kind {kind!r}")

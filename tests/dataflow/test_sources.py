@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 import streamrt as sr
 from streamrt.broker import open as open_broker
 from streamrt.dataflow import run_app
-from streamrt.dataflow._sources import FileReader
+from streamrt.dataflow._sources import FOLLOW_POLL, FileReader
 
 
 def _app(path: Path, got: list[Any], follow: bool = False, batch_size: int = 100) -> sr.App:
@@ -104,3 +105,30 @@ def test_a_stopped_followed_run_leaves_the_partial_line_for_the_next_run(tmp_pat
     rest: list[Any] = []
     assert _app(p, rest).run(data_dir=tmp_path / "d").records_in == 1
     assert rest == ["c"]
+
+
+def test_a_followed_file_with_nothing_new_waits_before_polling_again(tmp_path: Path) -> None:
+    """An idle followed file must not be a busy loop (it reopened the file thousands of
+    times a second): a read that finds nothing sleeps FOLLOW_POLL first (virtual clock)."""
+    p = tmp_path / "in.log"
+    p.write_bytes(b"a\n")
+    reader = FileReader(str(p), follow=True)
+
+    async def two_reads() -> tuple[list[Any], float, list[Any], float]:
+        t0 = trio.current_time()
+        first, _, _ = await reader.read(0, 100)
+        t1 = trio.current_time()
+        second, _, _ = await reader.read(0, 100)
+        return first, t1 - t0, second, trio.current_time() - t1
+
+    first, waited1, second, waited2 = trio.run(two_reads, clock=MockClock(autojump_threshold=0))
+    assert (first, waited1) == (["a"], 0)  # data: no wait
+    assert second == [] and waited2 >= FOLLOW_POLL
+
+
+def test_a_followed_file_ends_when_the_run_stops_once_caught_up(tmp_path: Path) -> None:
+    p = tmp_path / "in.log"
+    p.write_bytes(b"a\nb\nc")
+    got: list[Any] = []
+    r = _app(p, got, follow=True).run(data_dir=tmp_path / "d", until_caught_up=True)
+    assert got == ["a", "b"] and r.records_in == 2  # "c" may still be being written
