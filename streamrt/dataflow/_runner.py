@@ -40,7 +40,7 @@ from ..storage import TopicConfig, WriteBatch
 from ._app import App
 from ._graph import Node, user_line
 from ._sinks import CallSink, FileSink, PrintSink, TopicSink
-from ._sources import SourceReader, make_reader
+from ._sources import SourceReader, Undecodable, make_reader
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +313,22 @@ class _Plan:
                 outs += op.release(batch.part)
         return _joined(outs)
 
+    def undecodable(self, node: Node, bad: Undecodable, gp: int) -> None:
+        """A source record its serde cannot read: dead-lettered as it is stored, or the run
+        fails naming it."""
+        where = f"source {node.id!r} ({node.args.get('serde', 'json')} values)"
+        if self.app.on_error == "fail":
+            raise PipelineError(
+                f"{where} cannot decode {bad.describe()}: {bad.error}; read the topic with "
+                f"app.stream(topic, value_serde='bytes') to take such records as they are, or "
+                f"use on_error='dead_letter' to set them aside") from bad.error
+        self.dlq.add(Batch([bad.value], None, [bad.timestamp], gp),
+                     [("error", repr(bad.error).encode()), ("step", where.encode()),
+                      ("app", self.app.name.encode()), ("topic", bad.topic.encode()),
+                      ("partition", str(bad.partition).encode()),
+                      ("offset", str(bad.offset).encode())])
+        self.result.dead_lettered += 1
+
     def dead_letter(self, one: Batch, where: str, exc: Exception) -> None:
         self.dlq.add(one, [("error", repr(exc).encode()), ("step", where.encode()),
                            ("app", self.app.name.encode())])
@@ -455,6 +471,10 @@ class PipelineTask(Actor[str]):
                     continue
                 vals, ts, exhausted = await reader.read(p, self.app.batch_size)
                 gp = idx * PART_SPAN + p
+                take = getattr(reader, "take_undecodable", None)
+                if take is not None:
+                    for bad in take():
+                        plan.undecodable(node, bad, gp)
                 if vals:
                     got += len(vals)
                     self.idle_since.pop((sid, p), None)

@@ -177,9 +177,32 @@ class TopicReader(SourceReader):
         self.bounded = until_caught_up
         self.max_wait = max_wait
         self._pos = {p: broker.log_start_offset(topic, p) for p in self.parts}
+        self.undecodable: list[Undecodable] = []
 
     def positions(self) -> dict[int, int]:
         return dict(self._pos)
+
+    def take_undecodable(self) -> list[Undecodable]:
+        """The records set aside since the last call (see :class:`Undecodable`)."""
+        out, self.undecodable = self.undecodable, []
+        return out
+
+    def _decode_each(self, part: int, recs: list[Any]) -> tuple[list[Any], list[int], list[Any]]:
+        loads = self.serde.loads
+        vals: list[Any] = []
+        ts: list[int] = []
+        kept: list[Any] = []
+        for r in recs:
+            try:
+                v = loads(r.value) if r.value is not None else None
+            except Exception as e:
+                self.undecodable.append(
+                    Undecodable(self.topic, part, r.offset, r.value, r.timestamp, e))
+                continue
+            vals.append(v)
+            ts.append(r.timestamp)
+            kept.append(r)
+        return vals, ts, kept
 
     def seek(self, positions: dict[int, int]) -> None:
         for p, off in positions.items():
@@ -191,17 +214,42 @@ class TopicReader(SourceReader):
                                        max_wait=wait)
         if not recs:
             return [], None, self.bounded
+        nxt = recs.next_offset
         loads = self.serde.loads
         vals = []
         ts = []
-        for r in recs:
-            vals.append(loads(r.value) if r.value is not None else None)
-            ts.append(r.timestamp)
+        try:
+            for r in recs:
+                vals.append(loads(r.value) if r.value is not None else None)
+                ts.append(r.timestamp)
+        except Exception:  # a record the serde cannot read: set it aside, keep the others
+            recs = list(recs)
+            vals, ts, kept = self._decode_each(part, recs)
+            recs = kept
         if self.with_keys:
             vals = [(r.key, v) for r, v in zip(recs, vals)]
-        self._pos[part] = recs.next_offset
+        self._pos[part] = nxt
         caught_up = self.bounded and self._pos[part] >= self.broker.high_watermark(self.topic, part)
         return vals, ts, caught_up
+
+
+class Undecodable:
+    """A topic record a source's serde could not read: the runner dead-letters it or fails
+    the run, as ``on_error`` says."""
+
+    __slots__ = ("topic", "partition", "offset", "value", "timestamp", "error")
+
+    def __init__(self, topic: str, partition: int, offset: int, value: bytes,
+                 timestamp: int, error: Exception) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.value = value
+        self.timestamp = timestamp
+        self.error = error
+
+    def describe(self) -> str:
+        return f"record {self.topic}[{self.partition}]@{self.offset}"
 
 
 #: How long a followed file's reader waits after finding nothing new (seconds).

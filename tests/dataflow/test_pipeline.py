@@ -166,6 +166,36 @@ def test_one_side_of_a_branch_may_stay_unused(tmp_path: Path) -> None:
     assert got == [0, 2, 4]
 
 
+def _mixed_topic(path: Path) -> None:
+    with sr.open_log(path, maintenance_interval=None) as log:
+        log.create_topic_sync("in", 1)
+        log.append_sync("in", 0, [(None, v, [], 1000 * i)
+                                  for i, v in enumerate([b'{"v": 1}', b"hello", b'{"v": 2}'])])
+
+
+def test_a_record_the_source_cannot_decode_is_dead_lettered(tmp_path: Path) -> None:
+    _mixed_topic(tmp_path / "d")
+    got: list[int] = []
+    app = sr.App("mixed", on_error="dead_letter")
+    app.stream(app.topic("in")).map(lambda e: e["v"]).sink(got.append)
+    r = app.run(data_dir=tmp_path / "d", until_caught_up=True)
+    assert got == [1, 2] and (r.records_in, r.dead_lettered) == (2, 1)
+    with sr.open_log(tmp_path / "d", maintenance_interval=None) as log:
+        (dead,) = log.read("mixed.dlq", 0, 0)
+    h = dict(dead.headers)
+    assert dead.value == b"hello" and dead.timestamp == 1000
+    assert (h["topic"], h["partition"], h["offset"]) == (b"in", b"0", b"1")
+
+
+def test_a_record_the_source_cannot_decode_fails_the_run_naming_it(tmp_path: Path) -> None:
+    _mixed_topic(tmp_path / "d")
+    app = sr.App("mixed")
+    app.stream(app.topic("in")).print()
+    with pytest.raises(sr.PipelineError, match=r"source 'source0' \(json values\) cannot decode "
+                                               r"record in\[0\]@1: .*value_serde='bytes'"):
+        app.run(data_dir=tmp_path / "d", until_caught_up=True)
+
+
 def test_late_elements_go_to_the_late_topic(tmp_path: Path) -> None:
     app = sr.App("late", batch_size=1)  # lateness is judged per batch: one element each
     evs = [{"ts": t, "k": "a"} for t in (0, 500, 1500, 200, 2500, 100)]  # 200 and 100 are late
