@@ -120,6 +120,29 @@ def check_graph(app: App) -> None:
             f".print() or .to_file(path), or remove it")
 
 
+def check_positions(app: App, broker: Any) -> None:
+    """Refuse checkpointed topic positions that no longer fit their topic (deleted and
+    created again with fewer partitions or records): reading on would fail deep inside, or
+    skip records."""
+    for n in _walk(app):
+        if n.kind != "source" or n.args["source"] != "topic":
+            continue
+        topic = n.args["topic"]
+        parts = broker.topic(topic).partitions
+        pre = _prefix(app.name, "pos", n.id)
+        for k, v in broker.store.scan(pre):
+            p, off = int(k[len(pre):]), int(v)
+            if p >= parts:
+                found = f"topic {topic!r} has {parts} partition{'s' if parts != 1 else ''}"
+            elif off > (hw := broker.high_watermark(topic, p)):
+                found = f"{topic}[{p}] ends at offset {hw}"
+            else:
+                continue
+            raise IncompatibleState(
+                f"app {app.name!r} has a checkpoint at {topic}[{p}] offset {off}, but {found} "
+                f"(was the topic deleted and created again?); run with --reset to start afresh")
+
+
 def same_graph(saved: bytes, app: App) -> bool:
     """Whether state saved under fingerprint ``saved`` fits the app. A fingerprint written
     before windows recorded their aggregations' kinds matches when all else does."""
@@ -614,6 +637,7 @@ async def run_app(
             f"app {app.name!r} has saved state from a different pipeline (its sources or "
             f"stateful steps changed, or an aggregation's kind); run with --reset to start "
             f"afresh, or name the steps (name=...) so their ids stay stable")
+    check_positions(app, broker)
     _freeze_startup_objects()
     (name,) = place_tasks(app)
     ref = await broker.root.spawn(

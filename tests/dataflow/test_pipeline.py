@@ -196,6 +196,35 @@ def test_a_record_the_source_cannot_decode_fails_the_run_naming_it(tmp_path: Pat
         app.run(data_dir=tmp_path / "d", until_caught_up=True)
 
 
+def _fill(path: Path, partitions: int, records: int, recreate: bool = False) -> None:
+    with sr.open_log(path, maintenance_interval=None) as log:
+        if recreate:
+            log.delete_topic_sync("in")
+        log.create_topic_sync("in", partitions)
+        for p in range(partitions):
+            log.append_sync("in", p, [(None, b"{}", [], 0)] * records)
+
+
+@pytest.mark.parametrize(("partitions", "records", "found"), [
+    (1, 5, r"topic 'in' has 1 partition \("), (2, 3, r"in\[0\] ends at offset 3")])
+def test_a_source_topic_created_again_smaller_is_refused(
+        tmp_path: Path, partitions: int, records: int, found: str) -> None:
+    d = tmp_path / "d"
+    _fill(d, 2, 5)
+
+    def app() -> sr.App:
+        a = sr.App("again")
+        a.stream(a.topic("in")).print()
+        return a
+
+    assert app().run(data_dir=d, until_caught_up=True).records_in == 10
+    _fill(d, partitions, records, recreate=True)
+    with pytest.raises(sr.dataflow.IncompatibleState,
+                       match=r"checkpoint at in\[\d\] offset 5, but " + found + ".*--reset"):
+        app().run(data_dir=d, until_caught_up=True)
+    assert app().run(data_dir=d, until_caught_up=True, reset=True).records_in == partitions * records
+
+
 def test_late_elements_go_to_the_late_topic(tmp_path: Path) -> None:
     app = sr.App("late", batch_size=1)  # lateness is judged per batch: one element each
     evs = [{"ts": t, "k": "a"} for t in (0, 500, 1500, 200, 2500, 100)]  # 200 and 100 are late
