@@ -118,6 +118,11 @@ class TimedOperator(BaseOperator):
             self._quiet_parts(part)
         if ts:
             hi = max(ts)
+            if hi >= END_OF_TIME or min(ts) <= NO_TIME:
+                bad = next(t for t in ts if not NO_TIME < t < END_OF_TIME)
+                raise InvalidArgument(
+                    f"{what}: event time {bad} ms is beyond what streamrt supports (2**62 ms "
+                    f"either side of 1970); give event time as epoch milliseconds")
             if hi > self.max_ts.get(part, NO_TIME):
                 self.max_ts[part] = hi
         return ts

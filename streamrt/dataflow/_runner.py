@@ -308,8 +308,12 @@ class _Plan:
         where = f"step {node.id!r} ({node.kind}"
         if fn is not None:
             where += f", {user_line(fn)}"
-        elif isinstance(getattr(op, "aggs", None), ops.Compiled) and start < len(batch.values):
-            where += _failing_aggregation(op.aggs, batch.values[start])
+        else:
+            agg = ""
+            if isinstance(getattr(op, "aggs", None), ops.Compiled) and start < len(batch.values):
+                agg = _failing_aggregation(op.aggs, batch.values[start])
+            ts = node.args.get("timestamp")
+            where += agg or (f", timestamp={user_line(ts)}" if callable(ts) else "")
         where += ")"
         if self.app.on_error == "fail":
             raise PipelineError(f"{where} raised {exc!r}") from exc

@@ -461,6 +461,23 @@ def test_a_generator_object_that_raises_fails_on_every_restart(tmp_path: Path) -
         app.run(data_dir=tmp_path / "d")
 
 
+def test_an_event_time_out_of_range_is_dead_lettered_or_named(tmp_path: Path) -> None:
+    evs = [{"ts": 1000}, {"ts": 2**62 + 5}, {"ts": 1500}]
+    app = sr.App("far", on_error="dead_letter")
+    (app.stream(evs, name="src").key_by(lambda e: 0)
+        .window(sr.tumbling(seconds=1), timestamp=lambda e: e["ts"]).aggregate(n=sr.count())
+        .to("n"))
+    r = app.run(data_dir=tmp_path / "d")
+    assert r.dead_lettered == 1 and [w["n"] for w in _read(tmp_path / "d", "n")] == [2]
+    app2 = sr.App("far2")
+    (app2.stream(evs, name="src").key_by(lambda e: 0)
+        .window(sr.tumbling(seconds=1), timestamp=lambda e: e["ts"]).aggregate(n=sr.count())
+        .print())
+    with pytest.raises(sr.PipelineError, match=r"step 'window0' \(window, timestamp=<lambda> at "
+                                               r".*test_operators_e2e.py:\d+\) raised .*beyond"):
+        app2.run(data_dir=tmp_path / "d2")
+
+
 def test_a_failing_aggregation_is_named_with_its_function(tmp_path: Path) -> None:
     app = sr.App("agg-err")
     (app.stream([{"ts": i, "v": str(i)} for i in range(5)], name="src").key_by(lambda e: 0)

@@ -249,6 +249,11 @@ def test_timestamps_as_floats_and_datetimes_are_epoch_ms_and_others_are_refused(
     for bad in ["12", float("nan"), dt.date(2026, 1, 1), None]:
         with pytest.raises(InvalidArgument, match="epoch milliseconds"):
             op.process(Batch([{"t": bad}], ["k"], None, 0))
+    # beyond +-2**62 ms (where the end of a bounded run flushes to) an element would vanish
+    for bad in [2**62, 2**64 + 5, -(2**62), 1e300]:
+        with pytest.raises(InvalidArgument, match=r"event time -?\d+ ms is beyond"):
+            op.process(Batch([{"t": 5}, {"t": bad}], ["k", "k"], None, 0))
+    assert op.max_ts[0] < 2**62  # a refused batch moved no time on
 
 
 def test_a_session_that_never_goes_quiet_keeps_one_closing_entry() -> None:
