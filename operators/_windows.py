@@ -59,9 +59,16 @@ __all__ = ["NO_TIME", "Session", "Sliding", "Tumbling", "WindowAggregate", "sess
 def _ms(seconds: float | None, ms: int | None, what: str) -> int:
     if (seconds is None) == (ms is None):
         raise InvalidArgument(f"give {what} as seconds= or ms=, exactly one")
-    value = ms if ms is not None else round(seconds * 1000)  # type: ignore[operator]
+    given = f"seconds={seconds!r}" if ms is None else f"ms={ms!r}"
+    if not isinstance(seconds if ms is None else ms, (int, float)) or isinstance(
+            seconds if ms is None else ms, bool):
+        raise InvalidArgument(f"{what} must be a positive duration, got {given}")
+    try:
+        value = ms if ms is not None else round(seconds * 1000)  # type: ignore[operator]
+    except (OverflowError, ValueError):  # inf, nan
+        raise InvalidArgument(f"{what} must be a positive duration, got {given}") from None
     if not isinstance(value, int) or value <= 0:
-        raise InvalidArgument(f"{what} must be a positive duration, got {seconds or ms!r}")
+        raise InvalidArgument(f"{what} must be a positive duration (at least 1 ms), got {given}")
     return value
 
 

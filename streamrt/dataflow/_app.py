@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
@@ -60,6 +61,12 @@ def _seconds_to_ms(value: float, what: str) -> int:
     return round(value * 1000)
 
 
+def _positive_seconds(what: str, value: Any) -> None:
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0
+            or value == math.inf):
+        raise InvalidArgument(f"{what} is a number of seconds > 0, got {value!r}")
+
+
 class App:
     """A streaming application: its topics, pipelines and how to run them.
 
@@ -86,11 +93,12 @@ class App:
                 f"guarantee must be 'at_least_once' or 'exactly_once', got {guarantee!r}")
         if on_error not in ("fail", "dead_letter"):
             raise InvalidArgument(f"on_error must be 'fail' or 'dead_letter', got {on_error!r}")
-        if checkpoint_interval <= 0 or checkpoint_records < 1 or batch_size < 1:
-            raise InvalidArgument("checkpoint_interval, checkpoint_records and batch_size must be positive")
-        if not isinstance(state_cache_size, int) or state_cache_size < 1:
-            raise InvalidArgument(
-                f"state_cache_size is a number of entries >= 1, got {state_cache_size!r}")
+        _positive_seconds("checkpoint_interval", checkpoint_interval)
+        _positive_seconds("idle_timeout", idle_timeout)
+        for what, n in (("checkpoint_records", checkpoint_records), ("batch_size", batch_size),
+                        ("state_cache_size", state_cache_size)):
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise InvalidArgument(f"{what} is a whole number >= 1, got {n!r}")
         self.name = name
         self.guarantee = guarantee
         self.data_dir = os.fspath(data_dir) if data_dir is not None else None

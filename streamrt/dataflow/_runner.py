@@ -308,12 +308,8 @@ class _Plan:
         where = f"step {node.id!r} ({node.kind}"
         if fn is not None:
             where += f", {user_line(fn)}"
-        else:
-            agg = ""
-            if isinstance(getattr(op, "aggs", None), ops.Compiled) and start < len(batch.values):
-                agg = _failing_aggregation(op.aggs, batch.values[start])
-            ts = node.args.get("timestamp")
-            where += agg or (f", timestamp={user_line(ts)}" if callable(ts) else "")
+        elif start < len(batch.values):
+            where += _failing_part(node, op, batch.values[start:], exc)
         where += ")"
         if self.app.on_error == "fail":
             raise PipelineError(f"{where} raised {exc!r}") from exc
@@ -408,19 +404,35 @@ def _joined(batches: list[Batch]) -> list[Batch]:
     return out
 
 
-def _failing_aggregation(aggs: ops.Compiled, value: Any) -> str:
-    """Which of a step's aggregations fails on an element (tried one by one from a fresh
-    accumulator, on the error path only), for the error message: ``", aggregation total=sum
-    (<lambda> at app.py:4)"``; empty if none fails alone."""
+def _failing_part(node: Node, op: Any, values: list[Any], exc: Exception) -> str:
+    """Which user function of a step without ``fn`` failed on one of ``values``, for the error
+    message (tried again, on the error path only): its ``timestamp=`` function, or one of its
+    aggregations (``", aggregation total=sum(<lambda> at app.py:4)"``); empty if unknown."""
+    ts = node.args.get("timestamp")
+    if callable(ts):
+        if isinstance(exc, InvalidArgument):  # what it returned is not an event time
+            return f", timestamp={user_line(ts)}"
+        for v in values:
+            try:
+                ts(v)
+            except Exception:
+                return f", timestamp={user_line(ts)}"
+    aggs = getattr(op, "aggs", None)
+    if not isinstance(aggs, ops.Compiled):
+        return ""
+    named = []
     for name, agg in zip(aggs.names, aggs.aggs):
+        fn = getattr(agg, "fn", None)
+        own = fn is not None and getattr(fn, "__module__", "").split(".")[0] != "operators"
+        named.append(f"{name}={type(agg).__name__.lower()}" + (f"({user_line(fn)})" if own else ""))
         alone = ops.Compiled({name: agg})
-        try:
-            alone.update(alone.init(), value)
-        except Exception:
-            fn = getattr(agg, "fn", None)
-            what = type(agg).__name__.lower() + (f"({user_line(fn)})" if fn is not None else "")
-            return f", aggregation {name}={what}"
-    return ""
+        for v in values:
+            try:
+                alone.update(alone.init(), v)
+            except Exception:
+                return f", aggregation {named[-1]}"
+    # none fails alone on a fresh accumulator: it failed against the window's (sr.min of None)
+    return f", in one of its aggregations: {', '.join(named)}"
 
 
 class _Pass(BaseOperator):

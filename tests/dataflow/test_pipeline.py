@@ -142,6 +142,37 @@ def test_no_sink_and_bad_arguments() -> None:
         sr.App("z").run(data_dir="/tmp/never-created-streamrt-test")
 
 
+@pytest.mark.parametrize("setting", [
+    {"batch_size": 1.5}, {"checkpoint_records": True}, {"state_cache_size": True},
+    {"checkpoint_interval": "1"}, {"checkpoint_interval": float("inf")},
+    {"idle_timeout": -1}, {"idle_timeout": float("nan")}])
+def test_app_settings_of_the_wrong_kind_are_refused_at_once(setting: dict[str, Any]) -> None:
+    (what,) = setting
+    with pytest.raises(errors.InvalidArgument, match=f"{what} is a "):
+        sr.App("settings", **setting)
+
+
+def test_window_sizes_and_failing_window_functions_are_named(tmp_path: Path) -> None:
+    with pytest.raises(errors.InvalidArgument, match=r"at least 1 ms\), got seconds=0"):
+        sr.tumbling(0)
+    with pytest.raises(errors.InvalidArgument, match=r"got ms=True"):
+        sr.tumbling(ms=True)  # type: ignore[arg-type]
+    evs = [{"ts": 0, "v": 1}, {"v": 2}]  # the second has no ts
+    app = sr.App("tsfail")
+    (app.stream(evs).key_by(lambda e: 0).window(sr.tumbling(seconds=1), timestamp=lambda e: e["ts"])
+        .aggregate(n=sr.count()).print())
+    with pytest.raises(sr.PipelineError, match=r"\(window, timestamp=<lambda> at .*test_pipeline.py:"
+                                               r"\d+\) raised KeyError\('ts'\)"):
+        app.run(data_dir=tmp_path / "a")
+    evs = [{"ts": 0, "v": 1}, {"ts": 1, "v": None}]  # min(None) fails against the window's 1
+    app = sr.App("minfail")
+    (app.stream(evs).key_by(lambda e: 0).window(sr.tumbling(seconds=1), timestamp=lambda e: e["ts"])
+        .aggregate(n=sr.count(), lo=sr.min(lambda e: e["v"])).print())
+    with pytest.raises(sr.PipelineError, match=r"in one of its aggregations: n=count, lo=min\(<lambda> "
+                                               r"at .*test_pipeline.py:\d+\)\) raised TypeError"):
+        app.run(data_dir=tmp_path / "b")
+
+
 def test_a_step_that_leads_to_no_sink_is_refused(tmp_path: Path) -> None:
     app = sr.App("dangling")
     events = app.stream([{"user": i % 2, "ts": i} for i in range(10)], name="src")
