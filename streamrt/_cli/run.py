@@ -60,7 +60,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..broker import open as open_broker
     from ..dataflow import PipelineError, run_app
     from ..errors import StreamrtError
-    from ..dataflow._graph import user_line  # noqa: F401 (errors name user lines)
 
     import logging
 
