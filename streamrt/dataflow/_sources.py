@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import anyio
+import attrs
 
 from .._serde import Serde, resolve
 from ..errors import InvalidArgument, PipelineError
@@ -233,20 +234,17 @@ class TopicReader(SourceReader):
         return vals, ts, caught_up
 
 
+@attrs.frozen
 class Undecodable:
     """A topic record a source's serde could not read: the runner dead-letters it or fails
     the run, as ``on_error`` says."""
 
-    __slots__ = ("topic", "partition", "offset", "value", "timestamp", "error")
-
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes,
-                 timestamp: int, error: Exception) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.value = value
-        self.timestamp = timestamp
-        self.error = error
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    timestamp: int
+    error: Exception
 
     def describe(self) -> str:
         return f"record {self.topic}[{self.partition}]@{self.offset}"
