@@ -46,6 +46,8 @@ MAX_TIMESTAMP = -3
 _AUTHORIZED_OPS_NONE = -(2**31)
 _PRODUCER_ID_KEY = b"kafka/next-producer-id"
 _I64 = struct.Struct(">q")
+_NO_TRANSACTIONS = ("streamrt serve does not support Kafka transactions: use a producer without "
+                    "transactional.id (enable.idempotence still works)")
 
 #: Kafka's topic config names <-> TopicConfig fields.
 _CONFIGS = {
@@ -162,8 +164,12 @@ class Handlers:
     async def find_coordinator(self, version: int, body: Body, caller: Caller) -> Resp:
         host, port = self.config.advertised
         key_type = body.get("key_type", 0)
-        err = E.NONE if key_type == 0 else E.COORDINATOR_NOT_AVAILABLE  # no transactions
-        msg = None if err == E.NONE else "streamrt serve does not support Kafka transactions"
+        err, msg = E.NONE, None
+        if key_type != 0:
+            # A transaction coordinator: there is none. The error must be one clients do not
+            # retry (COORDINATOR_NOT_AVAILABLE would make them retry until their own timeout),
+            # and it is the one InitProducerId and Produce give a transactional id.
+            err, msg = E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, _NO_TRANSACTIONS
         if version >= 4:
             return {"throttle_time_ms": 0, "coordinators": [
                 {"key": k, "node_id": NODE_ID, "host": host, "port": port, "error_code": err,
@@ -273,7 +279,7 @@ class Handlers:
         acks = body.get("acks", -1)
         if body.get("transactional_id") is not None:
             return _const(_produce_error(body, E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                                         "streamrt serve does not support Kafka transactions"))
+                                         _NO_TRANSACTIONS))
         if acks not in (0, 1, -1):
             return _const(_produce_error(body, E.INVALID_REQUIRED_ACKS,
                                          f"acks must be 0, 1 or -1 (all), got {acks}"))
