@@ -180,9 +180,18 @@ class Handlers:
     # ------------------------------------------------------------------ topics
 
     async def create_topics(self, version: int, body: Body, caller: Caller) -> Resp:
+        topics = body.get("topics") or []
+        repeated = _repeated([t["name"] for t in topics])
         out = []
-        for t in body.get("topics") or []:
+        for t in topics:
             name = t["name"]
+            if name in repeated:  # one INVALID_REQUEST answer for the name, as Kafka gives
+                if repeated[name]:
+                    repeated[name] = False
+                    out.append({"name": name, "error_code": E.INVALID_REQUEST,
+                                "error_message": _duplicate_message(name, "created"),
+                                "num_partitions": -1, "replication_factor": -1, "configs": []})
+                continue
             n = t.get("num_partitions", -1)
             n = self.config.default_partitions if n == -1 else n
             entry: dict[str, Any] = {"name": name, "error_code": E.NONE, "error_message": None,
@@ -226,9 +235,17 @@ class Handlers:
             names = [t.get("name") for t in body.get("topics") or []]
         else:
             names = list(body.get("topic_names") or [])
+        repeated = _repeated(names)
         out = []
         for name in names:
             entry: dict[str, Any] = {"name": name, "error_code": E.NONE, "error_message": None}
+            if name in repeated:  # one INVALID_REQUEST answer for the name, as Kafka gives
+                if repeated[name]:
+                    repeated[name] = False
+                    entry["error_code"] = E.INVALID_REQUEST
+                    entry["error_message"] = _duplicate_message(name, "deleted")
+                    out.append(entry)
+                continue
             out.append(entry)
             if name is None or not self.broker.store.has_topic(name):
                 entry["error_code"] = E.UNKNOWN_TOPIC_OR_PARTITION
@@ -628,6 +645,23 @@ class Handlers:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _repeated(names: list[str | None]) -> dict[str, bool]:
+    """The names that occur more than once in one CreateTopics or DeleteTopics request (each
+    mapped to True: its answer is still to be given). Kafka refuses such a name as a whole:
+    acting on one entry and failing the other would leave the client reporting a failure for
+    a change that happened. Topics named only by id (None) are not compared."""
+    counts: dict[str, int] = {}
+    for name in names:
+        if name is not None:
+            counts[name] = counts.get(name, 0) + 1
+    return {name: True for name, n in counts.items() if n > 1}
+
+
+def _duplicate_message(name: str, done: str) -> str:
+    return (f"the request contains duplicate topic {name!r} (named more than once); it was not "
+            f"{done}: name each topic once")
 
 
 def _fail(entry: dict[str, Any], e: BaseException) -> None:
