@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ..errors import DuplicateSequence, InvalidArgument, StreamrtError
+from ..errors import DuplicateSequence, InvalidArgument, InvalidTopicName, StreamrtError
 from ..storage import TopicConfig, WriteBatch
 from ..storage._codec import parse_header
+from ..storage._store import MAX_PARTITIONS
 from ..storage._types import check_topic_name
 from ._messages import ErrorCode as E
 from ._errors import error_code
@@ -197,38 +198,41 @@ class Handlers:
             entry: dict[str, Any] = {"name": name, "error_code": E.NONE, "error_message": None,
                                      "num_partitions": n, "replication_factor": 1, "configs": []}
             out.append(entry)
-            rf = t.get("replication_factor", -1)
-            if t.get("assignments"):
-                entry["error_code"], entry["error_message"] = E.INVALID_REQUEST, (
-                    "manual replica assignments are not supported: streamrt is one node")
-                continue
-            if rf not in (-1, 1):
-                entry["error_code"], entry["error_message"] = E.INVALID_REPLICATION_FACTOR, (
-                    f"replication factor {rf}: streamrt serve is one node, use 1 or -1")
-                continue
-            if n < 1:
-                entry["error_code"], entry["error_message"] = E.INVALID_PARTITIONS, (
-                    f"a topic needs at least 1 partition, got {n}")
-                continue
-            try:
-                check_topic_name(name)
-                config = _topic_config(t.get("configs") or [])
-            except InvalidArgument as e:
-                entry["error_code"] = (E.INVALID_TOPIC_EXCEPTION if "name" in str(e)
-                                       and "config" not in str(e) else E.INVALID_CONFIG)
-                entry["error_message"] = str(e)
-                continue
-            if self.broker.store.has_topic(name):
-                entry["error_code"] = E.TOPIC_ALREADY_EXISTS
-                entry["error_message"] = f"topic {name!r} already exists"
-                continue
-            if body.get("validate_only"):
-                continue
-            try:
-                await self.broker.create_topic(name, n, config)
-            except StreamrtError as e:
-                entry["error_code"], entry["error_message"] = error_code(e), str(e)
+            code, message, config = self._check_new_topic(name, n, t)
+            if code == E.NONE and not body.get("validate_only"):
+                try:
+                    await self.broker.create_topic(name, n, config)
+                except StreamrtError as e:
+                    code, message = error_code(e), str(e)
+            entry["error_code"], entry["error_message"] = code, message
         return {"throttle_time_ms": 0, "topics": out}
+
+    def _check_new_topic(self, name: str, n: int,
+                         t: Mapping[str, Any]) -> tuple[int, str | None, TopicConfig]:
+        """Every check a create makes before it writes, as (error code, message, config):
+        validate_only answers with exactly this, so it agrees with the real create."""
+        config = TopicConfig()
+        rf = t.get("replication_factor", -1)
+        if t.get("assignments"):
+            return (E.INVALID_REQUEST,
+                    "manual replica assignments are not supported: streamrt is one node", config)
+        if rf not in (-1, 1):
+            return (E.INVALID_REPLICATION_FACTOR,
+                    f"replication factor {rf}: streamrt serve is one node, use 1 or -1", config)
+        if not 1 <= n <= MAX_PARTITIONS:
+            return (E.INVALID_PARTITIONS,
+                    f"a topic has from 1 to {MAX_PARTITIONS} partitions, got {n}", config)
+        try:
+            check_topic_name(name)
+        except InvalidTopicName as e:
+            return E.INVALID_TOPIC_EXCEPTION, str(e), config
+        try:
+            config = _topic_config(t.get("configs") or [])
+        except InvalidArgument as e:
+            return E.INVALID_CONFIG, str(e), config
+        if self.broker.store.has_topic(name):
+            return E.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists", config
+        return E.NONE, None, config
 
     async def delete_topics(self, version: int, body: Body, caller: Caller) -> Resp:
         if version >= 6:
@@ -733,18 +737,32 @@ def _topic_config(configs: list[Mapping[str, Any]]) -> TopicConfig:
             continue  # Kafka settings without a meaning here (segment.bytes, ...) are ignored
         if value is None:
             continue
+        if field == "cleanup_policy":
+            settings[field] = _cleanup_policy(value)
+            continue
         try:
-            if field == "cleanup_policy":
-                settings[field] = value
-            else:
-                n = int(value)
-                settings[field] = None if n < 0 else n
+            n = int(value)
         except ValueError:
             raise InvalidArgument(f"config {name}={value!r} is not a number") from None
+        settings[field] = None if n < 0 else n
     try:
         return TopicConfig(**settings)
     except (TypeError, ValueError) as e:
         raise InvalidArgument(f"invalid topic config: {e}") from None
+
+
+def _cleanup_policy(value: str) -> str:
+    """Kafka's ``cleanup.policy`` (a list) as TopicConfig's. streamrt applies a topic's
+    retention settings under either policy, so Kafka's ``compact,delete`` (compaction plus
+    retention) is streamrt's ``compact``."""
+    policies = {p.strip() for p in value.split(",")}
+    if policies == {"delete"}:
+        return "delete"
+    if policies in ({"compact"}, {"compact", "delete"}):
+        return "compact"
+    raise InvalidArgument(
+        f"config cleanup.policy={value!r} is not supported: use delete, compact, or "
+        f"compact,delete (compaction plus retention)")
 
 
 def _kafka_configs(config: TopicConfig) -> dict[str, str]:

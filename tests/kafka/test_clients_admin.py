@@ -7,6 +7,7 @@ streamrt's own limits or documented differences skip other targets.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -73,3 +74,85 @@ def test_delete_topics_naming_a_topic_twice_deletes_nothing_for_it(kafka_server:
             assert "duplicate topic" in str(info.value), info.value
     finally:
         admin.close()
+
+
+INVALID_PARTITIONS = 37
+INVALID_CONFIG = 40
+
+
+def _create(bootstrap: str, topic: Any, *, validate_only: bool) -> Any:
+    """One confluent-kafka create_topics call: None (created or valid) or the KafkaError."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    return _outcomes(admin.create_topics([topic], validate_only=validate_only,
+                                         request_timeout=TIMEOUT))[topic.topic]
+
+
+@pytest.mark.parametrize("partitions", [20_000, 0])
+def test_validate_only_gives_the_real_creates_answer_for_a_partition_count(
+        kafka_server: KafkaServer, partitions: int) -> None:
+    """Out of streamrt's 1..10000 range: INVALID_PARTITIONS from both (validate_only used to
+    accept 20000, then the create failed with INVALID_REQUEST)."""
+    from confluent_kafka.admin import NewTopic
+
+    if kafka_server.target != "streamrt" and partitions > 1:
+        pytest.skip("the partition limit is streamrt's")
+    topic = NewTopic(unique("wide"), partitions, 1)
+    checked = _create(kafka_server.bootstrap, topic, validate_only=True)
+    created = _create(kafka_server.bootstrap, topic, validate_only=False)
+    assert checked is not None and checked.code() == INVALID_PARTITIONS, checked
+    assert created is not None and created.code() == INVALID_PARTITIONS, created
+    assert topic.topic not in _topics(kafka_server.bootstrap)
+
+
+def test_an_unsupported_cleanup_policy_is_refused_by_validate_only_and_create(
+        kafka_server: KafkaServer) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    if kafka_server.target != "streamrt":
+        pytest.skip("the message is streamrt's")
+    topic = NewTopic(unique("shred"), 1, 1, config={"cleanup.policy": "shred"})
+    for validate_only in (True, False):
+        err = _create(kafka_server.bootstrap, topic, validate_only=validate_only)
+        assert err is not None and err.code() == INVALID_CONFIG, (validate_only, err)
+        assert "use delete, compact, or compact,delete" in err.str(), err
+    assert topic.topic not in _topics(kafka_server.bootstrap)
+
+
+@pytest.mark.parametrize("policy", ["compact,delete", "delete, compact"])
+def test_compact_delete_compacts_and_applies_retention(streamrt_server: KafkaServer,
+                                                       policy: str) -> None:
+    """Kafka's compact,delete is streamrt's compact policy with retention: after a
+    maintenance round the batch past retention.ms is gone and a superseded value too."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    import streamrt as sr
+
+    name = unique("cd")
+    retention_ms = 60_000
+    topic = NewTopic(name, 1, 1, config={"cleanup.policy": policy,
+                                         "retention.ms": str(retention_ms)})
+    bootstrap = streamrt_server.bootstrap
+    assert _create(bootstrap, topic, validate_only=True) is None
+    assert _create(bootstrap, topic, validate_only=False) is None
+    now = int(time.time() * 1000)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for key, value, ts in [(b"a", b"expired", now - 10 * retention_ms), (b"b", b"old", now),
+                           (b"b", b"new", now)]:
+        producer.produce(name, key=key, value=value, timestamp=ts)
+        assert producer.flush(TIMEOUT) == 0  # one batch each: retention drops whole batches
+    del producer
+    assert streamrt_server.stop() == 0, streamrt_server.stderr()
+
+    log = sr.open_log(str(streamrt_server.data_dir))
+    try:
+        config = log.topic(name).config
+        assert (config.cleanup_policy, config.retention_ms) == ("compact", retention_ms)
+        assert log.run_retention(now) == 1
+        assert log.compact(name, now) == 1
+        assert log.log_start_offset(name, 0) == 1
+        assert [(r.offset, r.value) for r in log.read(name, 0, 1, 10)] == [(2, b"new")]
+    finally:
+        log.close()
