@@ -14,7 +14,8 @@ and sends it with its SyncGroup; the coordinator only hands each member its part
 
 The rules, which the table below encodes (every state change goes through it)::
 
-    Empty                 no members. A join starts a rebalance.
+    Empty                 no members. A join starts a rebalance. The group keeps its
+                          protocol type (as Kafka's does) until a first member sets it anew.
     PreparingRebalance    waiting for every known member to (re)join. A join completes the
                           phase as soon as every member has a join pending: the group moves
                           to CompletingRebalance with generation + 1, and every joiner gets
@@ -262,11 +263,11 @@ class GroupMachine:
             member_id = f"{client_id or 'member'}-{self._new_id()}"
             m = Member(member_id, client_id, session_timeout, rebalance_timeout, protocol_type,
                        protocols, now + session_timeout)
+            if not self.members:  # an empty group takes its first member's protocol type
+                self.protocol_type = protocol_type
             self.members[member_id] = m
             log.info("group %s: member %s joined (state %s)", self.group, member_id,
                      self.state.value)
-            if not self.protocol_type:
-                self.protocol_type = protocol_type
             m.awaiting_join = True
             self._prepare_rebalance(now, out)
         else:
@@ -459,7 +460,9 @@ class GroupMachine:
         out.append(Persist(self.generation))
         if not self.members:
             self._move("emptied")
-            self.protocol_type = self.protocol = self.leader = ""
+            # Kafka's Empty group keeps its protocol type (DescribeGroups still says
+            # "consumer"); the protocol and leader belonged to the members.
+            self.protocol = self.leader = ""
             self.phase_deadline = math.inf
             return
         self._move("joined")

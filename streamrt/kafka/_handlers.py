@@ -621,12 +621,16 @@ class Handlers:
             except StreamrtError as e:
                 entry["error_code"] = error_code(e)
                 continue
+            stored = d is None or not d.protocol_type  # a group this process has not seen join
+            if stored and g in self.broker.groups.list_groups():
+                # Known from storage only (committed offsets, a generation): groups that store
+                # anything are consumer groups, as list_groups says.
+                entry["group_state"] = "Empty"
+                entry["protocol_type"] = "consumer"
             if d is None:
-                if g in self.broker.groups.list_groups():
-                    entry["group_state"] = "Empty"
-                    entry["protocol_type"] = "consumer"
                 continue
-            entry.update(group_state=d.state, protocol_type=d.protocol_type,
+            entry.update(group_state=d.state, protocol_type=d.protocol_type or
+                         entry["protocol_type"],
                          protocol_data=d.protocol if d.state == "Stable" else "")
             entry["members"] = [
                 {"member_id": m.member_id, "group_instance_id": None, "client_id": m.client_id,

@@ -109,6 +109,19 @@ def test_leave_and_expiry_rebalance() -> None:
         g.check_commit(a, 3)  # the zombie is refused
 
 
+def test_an_empty_group_keeps_its_protocol_type_until_a_first_member_sets_it() -> None:
+    g = GroupMachine("g")
+    a, _ = join(g, 0.0)
+    g.leave(1.0, a)
+    assert g.state is GroupState.EMPTY
+    d = g.describe()
+    assert (d.protocol_type, d.protocol, d.leader) == ("consumer", "", "")  # as Kafka's Empty
+    # An empty group takes any protocol type (Kafka checks it against live members only).
+    c, outs = g.join(2.0, "", "c", 10, 30, "connect", PROTO)
+    assert replies(outs, JoinReply)[c].result.protocol_type == "connect"
+    assert g.describe().protocol_type == "connect"
+
+
 def test_rebalance_timeout_drops_members_that_do_not_rejoin() -> None:
     g, a, b = stable_pair()
     c, outs = join(g, 5.0, rebalance=20.0)

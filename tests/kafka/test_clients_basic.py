@@ -299,3 +299,57 @@ def test_list_all_topics_and_delete(kafka_server: KafkaServer, client: str) -> N
     before, after = list_and_delete(client, kafka_server.bootstrap, topic)
     assert topic in before
     assert topic not in after
+
+
+def describe_after_leaving(client: str, bootstrap: str, topic: str, group: str) -> tuple[str, str]:
+    """Run a one-member group until it has its assignment, close the member (it leaves), and
+    describe the group until it is Empty: returns (state, protocol type) as the client shows
+    them (librdkafka shows "consumer" as not is_simple_consumer_group)."""
+    deadline = time.monotonic() + TIMEOUT
+    if client == "kafka-python":
+        from kafka import KafkaAdminClient, KafkaConsumer
+
+        consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                                 session_timeout_ms=30000)
+        try:
+            while not consumer.assignment() and time.monotonic() < deadline:
+                consumer.poll(1000)
+            assert consumer.assignment()
+        finally:
+            consumer.close()
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            while True:
+                desc = admin.describe_groups([group])[group]
+                if desc["group_state"] == "Empty" or time.monotonic() > deadline:
+                    return desc["group_state"], desc["protocol_type"]
+        finally:
+            admin.close()
+    from confluent_kafka import Consumer
+    from confluent_kafka.admin import AdminClient
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "session.timeout.ms": 30000})
+    try:
+        consumer.subscribe([topic])
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(0.1)
+        assert consumer.assignment()
+    finally:
+        consumer.close()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    while True:
+        d = admin.describe_consumer_groups([group])[group].result(TIMEOUT)
+        state = d.state.name.capitalize()
+        if state == "Empty" or time.monotonic() > deadline:
+            return state, "" if d.is_simple_consumer_group else "consumer"
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_an_empty_group_is_still_a_consumer_group(kafka_server: KafkaServer, client: str) -> None:
+    """After its last member leaves, a group keeps its protocol type, as in Kafka (it used to
+    become "", which librdkafka reports as a simple consumer group)."""
+    topic = unique(f"emptied-{client}")
+    create_topic(client, kafka_server.bootstrap, topic, partitions=1)
+    got = describe_after_leaving(client, kafka_server.bootstrap, topic, unique("emptied"))
+    assert got == ("Empty", "consumer")
