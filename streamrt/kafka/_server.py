@@ -8,12 +8,18 @@ order, and only their durability is waited for concurrently. Every limit is chec
 bytes are buffered: a size prefix beyond the frame limit closes that one connection. A
 malformed request closes its connection too (Kafka does the same); the server and its other
 connections go on.
+
+With the ``streamrt.kafka.requests`` logger at DEBUG (``streamrt serve --debug``) every request
+and its answer are logged: API, version, correlation id, client id, the answer's error codes
+and the time taken. A connection decides once, when it opens, by installing traced versions
+of its dispatch methods; with DEBUG off the request path runs no logging code at all.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +29,14 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from ..errors import ProtocolError, UnsupportedVersion
 from . import _codec, _fetch, _produce
 from ._handlers import Caller, Handlers, ServerConfig
+from ._messages import ApiKey, ErrorCode
 
 if TYPE_CHECKING:
     from ..broker import Broker
 
 log = logging.getLogger(__name__)
+#: One DEBUG line per request and per answer (see the module doc).
+request_log = logging.getLogger("streamrt.kafka.requests")
 
 _API_VERSIONS = 18
 _PRODUCE = 0
@@ -133,6 +142,10 @@ class _Connection:
         self.outbound = 0
         self.room = anyio.Event()  # set when outbound drops below the limit
         self._callers: dict[str, Caller] = {}
+        if request_log.isEnabledFor(logging.DEBUG):
+            # Instance attributes shadow the methods: only this connection pays for tracing.
+            self._dispatch = self._dispatch_traced  # type: ignore[method-assign]
+            self._handle = self._handle_traced  # type: ignore[method-assign]
 
     async def run(self) -> None:
         send, recv = anyio.create_memory_object_stream[_Slot](self.cfg.max_in_flight)
@@ -216,6 +229,45 @@ class _Connection:
             raise ProtocolError(f"request failed: {e!r}") from e
         self._complete(slot, _codec.encode_response_parts(header, resp))
 
+    # -------------------------------------------------------- tracing (DEBUG only)
+
+    def _who(self, header: Any) -> str:
+        return (f"{self.peer} {header.client_id!r}: {_api_name(header.api_key)} "
+                f"v{header.api_version} #{header.correlation_id}")
+
+    async def _dispatch_traced(self, header: Any, frame: Any, offset: int, tg: Any) -> _Slot:
+        """:meth:`_dispatch`, logging the request, and the answer of a Produce (other
+        requests' answers are logged by :meth:`_handle_traced`)."""
+        request_log.debug("%s: request (%d bytes)", self._who(header), len(frame))
+        start = time.perf_counter()
+        slot = await _Connection._dispatch(self, header, frame, offset, tg)
+        if slot.finish is not None:
+            finish, silent = slot.finish, slot.silent
+
+            async def traced_finish() -> dict[str, Any]:
+                resp = await finish()
+                _log_answer(self._who(header), resp, start,
+                            "no answer (acks=0)" if silent else "answer")
+                return resp
+
+            slot.finish = traced_finish
+        elif slot.done is not None and slot.done.is_set():  # answered at once (ApiVersions)
+            request_log.debug("%s: error answer (unsupported version) in %.1f ms",
+                              self._who(header), (time.perf_counter() - start) * 1000)
+        return slot
+
+    async def _handle_traced(self, header: Any, handler: Handler, body: Mapping[str, Any],
+                             slot: _Slot) -> None:
+        """:meth:`_handle`, logging the answer with its error codes and the time taken."""
+        start = time.perf_counter()
+        try:
+            resp = await handler(header.api_version, body, self._caller(header))
+        except Exception as e:
+            log.exception("api key %d v%d failed", header.api_key, header.api_version)
+            raise ProtocolError(f"request failed: {e!r}") from e
+        _log_answer(self._who(header), resp, start, "answer")
+        self._complete(slot, _codec.encode_response_parts(header, resp))
+
     def _complete(self, slot: _Slot, data: list[bytes] | None) -> None:
         if data is not None:
             self.outbound += sum(map(len, data))
@@ -274,6 +326,39 @@ def _coalesce(chunks: list[bytes], small: int = 64 << 10) -> list[bytes]:
     if run:
         out.append(b"".join(run))
     return out
+
+
+def _api_name(key: int) -> str:
+    """Kafka's name of an API (``ApiVersions``)."""
+    try:
+        return "".join(word.capitalize() for word in ApiKey(key).name.split("_"))
+    except ValueError:
+        return f"api key {key}"
+
+
+def _log_answer(who: str, resp: Mapping[str, Any], start: float, what: str) -> None:
+    errors = sorted(_error_codes(resp, set()))
+    names = ", ".join(ErrorCode(c).name if c in ErrorCode._value2member_map_ else str(c)
+                      for c in errors)
+    request_log.debug("%s: %s %s in %.1f ms", who, what, f"with {names}" if names else "ok",
+                      (time.perf_counter() - start) * 1000)
+
+
+def _error_codes(value: Any, found: set[int]) -> set[int]:
+    """Every non-zero ``error_code`` in a response body (top level and per topic, partition,
+    group or member)."""
+    if isinstance(value, Mapping):
+        code = value.get("error_code")
+        if code:
+            found.add(code)
+        for v in value.values():
+            if isinstance(v, (list, Mapping)):
+                _error_codes(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            if isinstance(v, (list, Mapping)):
+                _error_codes(v, found)
+    return found
 
 
 def decoder_partial(decoder: Any) -> bool:

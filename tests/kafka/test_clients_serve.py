@@ -50,3 +50,44 @@ def test_metadata_advertises_the_advertised_address(server_factory: Callable[...
     topic = unique("advertised")
     md = AdminClient({"bootstrap.servers": server.bootstrap}).list_topics(topic=topic, timeout=TIMEOUT)
     assert [(b.host, b.port) for b in md.brokers.values()] == [advertised]
+
+
+def _traffic(bootstrap: str, client_id: str) -> None:
+    """Produce a few records and delete a topic that does not exist."""
+    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka.admin import AdminClient
+
+    topic = unique("traced")
+    producer = Producer({"bootstrap.servers": bootstrap, "client.id": client_id})
+    for i in range(3):
+        producer.produce(topic, value=b"%d" % i)
+    assert producer.flush(TIMEOUT) == 0
+    admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": client_id})
+    absent = unique("absent")
+    with pytest.raises(KafkaException, match="UNKNOWN_TOPIC_OR_PART"):
+        admin.delete_topics([absent])[absent].result(TIMEOUT)
+
+
+def test_debug_logs_every_request_and_answer(server_factory: Callable[..., KafkaServer]) -> None:
+    """With --debug: one line per request and one per answer, naming the API, version,
+    correlation id and client id, with the answer's errors and the time taken. Without it:
+    no request lines at all."""
+    debug = server_factory(command=["serve", "--debug"])
+    if debug.target != "streamrt":
+        pytest.skip("streamrt serve's own log")
+    quiet = server_factory()
+    for server in (debug, quiet):
+        _traffic(server.bootstrap, "tracer")
+        assert server.stop() == 0, server.stderr()
+    lines = [line for line in debug.stderr().splitlines() if "streamrt.kafka.requests" in line]
+    text = "\n".join(lines)
+    for api in ("ApiVersions", "Metadata", "Produce", "DeleteTopics"):
+        assert f"'tracer': {api} v" in text, text
+    produce_requests = [line for line in lines if "Produce v" in line and ": request" in line]
+    assert produce_requests, text
+    cid = produce_requests[0].split(" #")[1].split(":")[0]
+    (answer,) = [line for line in lines if "Produce v" in line and f" #{cid}: answer" in line]
+    assert " ok in " in answer and answer.endswith(" ms"), answer
+    assert any("DeleteTopics v" in line and "answer with UNKNOWN_TOPIC_OR_PARTITION in" in line
+               for line in lines), text
+    assert "streamrt.kafka.requests" not in quiet.stderr()
