@@ -42,6 +42,7 @@ __all__ = [
     "InconsistentGroupProtocol",
     "CoordinatorNotAvailable",
     "UnknownGroup",
+    "NonEmptyGroup",
     "ConsumerClosed",
     "QueueError",
     "QueueFull",
@@ -273,6 +274,16 @@ class UnknownGroup(StreamrtError, LookupError):
         super().__init__(
             f"unknown group {group!r}: no member has joined it and it has no committed "
             f"offsets (streamrt groups list shows the known groups)")
+        self.group = group
+
+
+class NonEmptyGroup(GroupError):
+    """A group with members cannot be deleted."""
+
+    def __init__(self, group: str, members: int) -> None:
+        super().__init__(
+            f"group {group!r} has {members} member(s) and cannot be deleted: stop its consumers "
+            f"(or wait for their sessions to expire), then delete it")
         self.group = group
 
 

@@ -35,7 +35,8 @@ The rules, which the table below encodes (every state change goes through it)::
                           session starts a rebalance; members learn of it from their next
                           heartbeat (RebalanceInProgress), embedded members at once.
     Dead                  the coordinator stopped (broker closing or the group's actor
-                          restarting); every pending request fails with CoordinatorNotAvailable.
+                          restarting), or the group was deleted (only an Empty group can be);
+                          every pending request fails with CoordinatorNotAvailable.
 
     A member's session expires when it has sent no heartbeat, join or sync for its session
     timeout, unless it is waiting for a join or sync answer (the group is keeping it waiting).
@@ -58,6 +59,7 @@ from ..errors import (
     IllegalGeneration,
     InconsistentGroupProtocol,
     InvalidArgument,
+    NonEmptyGroup,
     RebalanceInProgress,
     UnknownMemberId,
 )
@@ -79,7 +81,7 @@ E, P, C, S, D = (GroupState.EMPTY, GroupState.PREPARING_REBALANCE,
 #: (state, event) -> next state. Events: ``rebalance`` (a join that needs one, a leave, an
 #: expired session, a sync timeout), ``joined`` (join phase complete with members),
 #: ``emptied`` (join phase complete with none left), ``synced`` (the leader's assignment
-#: arrived), ``shutdown``. A pair missing from the table is a bug, never a user error.
+#: arrived), ``deleted`` (DeleteGroups), ``shutdown``. A pair missing from the table is a bug, never a user error.
 TRANSITIONS: dict[tuple[GroupState, str], GroupState] = {
     (E, "rebalance"): P,
     (P, "rebalance"): P,
@@ -88,6 +90,7 @@ TRANSITIONS: dict[tuple[GroupState, str], GroupState] = {
     (P, "joined"): C,
     (P, "emptied"): E,
     (C, "synced"): S,
+    (E, "deleted"): D,
     (E, "shutdown"): D,
     (P, "shutdown"): D,
     (C, "shutdown"): D,
@@ -380,6 +383,15 @@ class GroupMachine:
             log.info("group %s: removing %s: session timed out", self.group, ", ".join(dead))
             self._remove(now, dead, out)
         return out
+
+    def delete(self) -> None:
+        """DeleteGroups: an Empty group becomes Dead (the driver then forgets its stored
+        offsets and generation); a group with members raises NonEmptyGroup."""
+        self._check_alive()
+        if self.members:
+            raise NonEmptyGroup(self.group, len(self.members))
+        log.info("group %s: deleted", self.group)
+        self._move("deleted")
 
     def shutdown(self) -> list[Output]:
         """The coordinator stops: every pending request fails."""

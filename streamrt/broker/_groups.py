@@ -11,7 +11,8 @@ restarted actor (after a crash) starts Empty at the stored generation: members f
 their next heartbeat (UnknownMemberId) and join again.
 
 :class:`GroupCoordinator` is the API, one method per Kafka group request (JoinGroup,
-SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups), so
+SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups,
+DeleteGroups), so
 the Kafka-protocol server maps onto it one to one. Time comes from anyio, so tests can drive
 it with trio's MockClock.
 """
@@ -32,6 +33,7 @@ from ..errors import (
     InvalidArgument,
     RebalanceInProgress,
     StreamrtError,
+    UnknownGroup,
 )
 from ..storage import WriteBatch
 from ._group_fsm import (
@@ -121,12 +123,17 @@ class _Describe:
     pass
 
 
+class _Delete:
+    pass
+
+
 class _Tick:
     pass
 
 
 _TICK = _Tick()
 _DESCRIBE = _Describe()
+_DELETE = _Delete()
 
 
 def _brief(msg: Any) -> str:
@@ -208,6 +215,16 @@ class GroupActor(Actor[Any]):
             fsm.check_commit(msg.member_id, msg.generation)
         elif type(msg) is _Describe:
             return fsm.describe()
+        elif type(msg) is _Delete:
+            fsm.delete()  # Dead from here on: a join or commit now gets CoordinatorNotAvailable
+            wb = WriteBatch()
+            wb.delete_group(self.group)
+            try:
+                await self.coord.broker.write(wb)
+            except StreamrtError as e:
+                # The machine is Dead but storage still holds the group: crash, so the
+                # supervisor restarts the group from what storage holds.
+                raise RuntimeError(f"group {self.group!r}: could not delete: {e}") from e
         else:  # pragma: no cover - a bug in the coordinator
             raise TypeError(f"group actor got {msg!r}")
         return None
@@ -386,6 +403,23 @@ class GroupCoordinator:
         except CoordinatorNotAvailable:
             return None
         return desc
+
+    async def delete(self, group: str) -> None:
+        """DeleteGroups: forget an empty group, with its committed offsets and generation.
+        Raises UnknownGroup when nothing is known of it and NonEmptyGroup while it has
+        members. Its actor checks and deletes in one step, so no join can slip in between."""
+        if group not in self.list_groups():
+            raise UnknownGroup(group)
+        ref = await self._get(group)
+        try:
+            await ref.ask(_DELETE)
+        except ActorStopped:
+            raise CoordinatorNotAvailable(group) from None
+        # The actor is Dead: retire it, so the group is gone from ListGroups and its next
+        # request starts a new group.
+        if self._sup.children.get(group) is ref:
+            del self._sup.children[group]
+        ref.close()
 
     def list_groups(self) -> list[str]:
         """ListGroups: live groups and every group with committed offsets or a generation."""

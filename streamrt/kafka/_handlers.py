@@ -638,6 +638,21 @@ class Handlers:
                  "member_assignment": m.assignment} for m in d.members]
         return {"throttle_time_ms": 0, "groups": out}
 
+    async def delete_groups(self, version: int, body: Body, caller: Caller) -> Resp:
+        results = []
+        for g in dict.fromkeys(body.get("groups_names") or []):  # a name once, as in Kafka
+            code = E.NONE
+            if not g:
+                code = E.INVALID_GROUP_ID
+            else:
+                try:
+                    await self.broker.groups.delete(g)
+                    log.info("deleted group %s on a client's request", g)
+                except StreamrtError as e:
+                    code = error_code(e)
+            results.append({"group_id": g, "error_code": code})
+        return {"throttle_time_ms": 0, "results": results}
+
     async def list_groups(self, version: int, body: Body, caller: Caller) -> Resp:
         states = body.get("states_filter") or []
         groups = []

@@ -246,6 +246,20 @@ DESCRIBE_GROUPS = api(
     ),
 )
 
+DELETE_GROUPS = api(
+    ApiKey.DELETE_GROUPS, "0-2", flexible="2+",
+    request=(
+        field("groups_names", "[]string", "0+"),
+    ),
+    response=(
+        field("throttle_time_ms", "int32", "0+"),
+        array("results", "0+", fields=(
+            field("group_id", "string", "0+"),
+            field("error_code", "int16", "0+"),
+        )),
+    ),
+)
+
 APIS: tuple[Api, ...] = (FIND_COORDINATOR, JOIN_GROUP, SYNC_GROUP, HEARTBEAT, LEAVE_GROUP,
-                         OFFSET_FETCH, OFFSET_COMMIT, LIST_GROUPS, DESCRIBE_GROUPS)
+                         OFFSET_FETCH, OFFSET_COMMIT, LIST_GROUPS, DESCRIBE_GROUPS, DELETE_GROUPS)
 """The APIs described in this module."""

@@ -63,6 +63,7 @@ class KafkaServer:
             13: h.leave_group, 14: h.sync_group, 15: h.describe_groups, 16: h.list_groups,
             18: self._api_versions, 19: h.create_topics, 20: h.delete_topics,
             22: h.init_producer_id, 23: h.offset_for_leader_epoch, 32: h.describe_configs,
+            42: h.delete_groups,
         }
         self._connections = 0
         self.address: tuple[str, int] | None = None

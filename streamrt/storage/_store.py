@@ -354,6 +354,10 @@ class LogStore:
 
     def _apply(self, txn: Any, ov: Overlay, wb: WriteBatch) -> WriteResult:
         dbs = self._dbs
+        for group in wb.group_deletes:
+            gkey = group.encode()
+            txn.delete(gkey, db=dbs["groups"])
+            _delete_prefix(txn, dbs["offsets"], gkey + b"\x00")
         for group, gen in wb.generations:
             txn.put(group.encode(), _I64.pack(gen), db=dbs["groups"])
         for group, offsets, generation in wb.commits:

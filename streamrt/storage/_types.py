@@ -137,9 +137,10 @@ class PartitionInfo:
 
 @attrs.define(eq=False)
 class WriteBatch:
-    """One atomic write intent: any mix of appends, offset commits, group generations, state
-    puts and deletes, and producer-sequence checks. Either all of it is committed in one LMDB
-    transaction, or (if a condition fails) none of it and the caller gets a typed error.
+    """One atomic write intent: any mix of appends, offset commits, group generations and
+    deletions, state puts and deletes, and producer-sequence checks. Either all of it is
+    committed in one LMDB transaction, or (if a condition fails) none of it and the caller
+    gets a typed error.
     Many callers' intents share one transaction (group commit); a failing one is rejected alone.
     """
 
@@ -147,6 +148,7 @@ class WriteBatch:
     commits: list[tuple[str, Mapping[tuple[str, int], int], int | None]] = attrs.field(factory=list)
     generations: list[tuple[str, int]] = attrs.field(factory=list)
     puts: list[tuple[bytes, bytes | None]] = attrs.field(factory=list)
+    group_deletes: list[str] = attrs.field(factory=list)
 
     def append(self, topic: str, partition: int, records: Sequence[Any], **producer: int) -> None:
         """Append records (Records or ``(key, value[, headers[, timestamp]])`` tuples).
@@ -179,6 +181,13 @@ class WriteBatch:
     def set_generation(self, group: str, generation: int) -> None:
         """Record a consumer group's current generation (what fenced commits compare with)."""
         self.generations.append((group, generation))
+
+    def delete_group(self, group: str) -> None:
+        """Forget a consumer group: its committed offsets and its generation (applied before
+        this intent's other group changes)."""
+        if not isinstance(group, str) or not group:
+            raise InvalidArgument(f"a group name is a non-empty string, got {group!r}")
+        self.group_deletes.append(group)
 
     def put(self, key: bytes, value: bytes) -> None:
         """Put an arbitrary state key (operator state, checkpoints)."""

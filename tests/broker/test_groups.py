@@ -212,3 +212,24 @@ async def test_member_with_no_common_assignor_is_refused(tmp_path: Path) -> None
                 async with broker.consumer("t", group="g", assignors="roundrobin", **FAST):
                     pass
             assert a.assignment() == {("t", 0), ("t", 1)}
+
+
+async def test_delete_forgets_an_empty_group_and_refuses_a_live_one(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=1)
+        await broker.producer().send_many("t", list(range(10)))
+        async with broker.consumer("t", group="g", **FAST) as c:
+            assert len(await drain(c, 10)) == 10
+            with pytest.raises(errors.NonEmptyGroup):
+                await broker.groups.delete("g")
+        # The member left: the group is Empty, with its offsets and generation stored.
+        assert broker.committed("g") == {("t", 0): 10} and broker.groups.generation("g")
+        await broker.groups.delete("g")
+        assert "g" not in broker.groups.list_groups()
+        assert broker.committed("g") == {} and broker.groups.generation("g") is None
+        with pytest.raises(errors.UnknownGroup):
+            await broker.groups.delete("g")
+        # The name is free again: a new group starts from the reset position, generation 1.
+        async with broker.consumer("t", group="g", **FAST) as c:
+            assert len(await drain(c, 10)) == 10
+            assert c.generation == 1

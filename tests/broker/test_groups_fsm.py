@@ -122,6 +122,20 @@ def test_an_empty_group_keeps_its_protocol_type_until_a_first_member_sets_it() -
     assert g.describe().protocol_type == "connect"
 
 
+def test_only_an_empty_group_can_be_deleted_and_then_it_is_dead() -> None:
+    g, a, b = stable_pair()
+    with pytest.raises(errors.NonEmptyGroup, match="2 member"):
+        g.delete()
+    assert g.state is GroupState.STABLE
+    g.leave(1.0, a)
+    g.leave(1.0, b)
+    assert g.state is GroupState.EMPTY
+    g.delete()
+    assert g.state is GroupState.DEAD
+    with pytest.raises(errors.CoordinatorNotAvailable):  # clients retry on a new group actor
+        join(g, 2.0)
+
+
 def test_rebalance_timeout_drops_members_that_do_not_rejoin() -> None:
     g, a, b = stable_pair()
     c, outs = join(g, 5.0, rebalance=20.0)

@@ -349,6 +349,9 @@ def describe_after_leaving(client: str, bootstrap: str, topic: str, group: str) 
 def test_an_empty_group_is_still_a_consumer_group(kafka_server: KafkaServer, client: str) -> None:
     """After its last member leaves, a group keeps its protocol type, as in Kafka (it used to
     become "", which librdkafka reports as a simple consumer group)."""
+    if client == "kafka-python" and kafka_server.target == "tansu":
+        pytest.skip("tansu 0.6 answers DescribeGroups with authorized_operations=15, which "
+                    "kafka-python 3.0 rejects (ValueError: 15 is not a valid ACLOperation)")
     topic = unique(f"emptied-{client}")
     create_topic(client, kafka_server.bootstrap, topic, partitions=1)
     got = describe_after_leaving(client, kafka_server.bootstrap, topic, unique("emptied"))

@@ -217,7 +217,7 @@ def _kafka_python_class(key: int, side: str) -> Any:
         ApiKey.API_VERSIONS: "metadata.api_versions", ApiKey.CREATE_TOPICS: "admin.topics",
         ApiKey.DELETE_TOPICS: "admin.topics", ApiKey.INIT_PRODUCER_ID: "producer.transaction",
         ApiKey.OFFSET_FOR_LEADER_EPOCH: "consumer.offsets",
-        ApiKey.DESCRIBE_CONFIGS: "admin.configs",
+        ApiKey.DESCRIBE_CONFIGS: "admin.configs", ApiKey.DELETE_GROUPS: "admin.groups",
     }[ApiKey(key)]
     module = importlib.import_module(f"kafka.protocol.{where}")
     name = {"OFFSET_FOR_LEADER_EPOCH": "OffsetForLeaderEpoch", "INIT_PRODUCER_ID": "InitProducerId",
