@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from _clients import TIMEOUT, unique
-from conftest import KafkaServer
+from _kafka_server import KafkaServer
 
 INVALID_REQUEST = 42
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from _clients import TIMEOUT, unique
-from conftest import KafkaServer
+from _kafka_server import KafkaServer
 
 CLOSE_TIMEOUT = 5.0  # the server must react to a bad frame this quickly
 

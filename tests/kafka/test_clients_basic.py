@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from _clients import CLIENTS, TIMEOUT, Rec, consume_from_beginning, create_topic, produce, unique
-from conftest import KafkaServer
+from _kafka_server import KafkaServer
 
 def _records(n: int) -> list[Rec]:
     """n records over 5 keys, with zero, one or repeated headers, a null key and a null value."""

@@ -21,7 +21,7 @@ import pytest
 
 from _apps.kafka_member import SESSION_TIMEOUT_MS, Member
 from _clients import CLIENTS, TIMEOUT, Rec, create_topic, produce, unique
-from conftest import KafkaServer, LineReader
+from _kafka_server import KafkaServer, LineReader
 
 PARTITIONS = 6
 PER_PARTITION = 10

@@ -19,7 +19,7 @@ import pytest
 
 from _clients import TIMEOUT, create_topic, unique
 from _proxy import Proxy
-from conftest import KafkaServer
+from _kafka_server import KafkaServer
 
 RECORDS = 20_000
 PARTITIONS = 3

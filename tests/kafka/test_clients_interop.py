@@ -21,7 +21,7 @@ import trio
 
 import streamrt as sr
 from _clients import TIMEOUT, Rec, create_topic, produce, unique
-from conftest import KafkaServer
+from _kafka_server import KafkaServer
 
 APPS = Path(__file__).parent / "_apps"
 

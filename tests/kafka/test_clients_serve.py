@@ -17,7 +17,7 @@ import trio
 import streamrt as sr
 from streamrt.errors import DataDirLocked
 from _clients import TIMEOUT, unique
-from conftest import LISTENING_PREFIX, STOP_TIMEOUT, KafkaServer
+from _kafka_server import LISTENING_PREFIX, STOP_TIMEOUT, KafkaServer
 
 
 def test_announce_addr_file_lock_and_sigint(streamrt_server: KafkaServer) -> None:

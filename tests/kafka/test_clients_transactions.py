@@ -15,7 +15,7 @@ import time
 import pytest
 
 from _clients import CLIENTS, unique
-from conftest import KafkaServer
+from _kafka_server import KafkaServer
 
 DEADLINE = 30.0  # what each client is allowed; the refusal must come long before it
 FAST = 10.0  # generous for a loaded machine, yet a third of the deadline
