@@ -1,7 +1,7 @@
 """The logical graph the DSL builds: frozen nodes, each a step with a stable id.
 
-Building a pipeline runs nothing: ``app.stream(...).map(...)`` only adds nodes. The planner
-(``_plan.py``) turns the graph into operators when the app runs. Every step's id comes from an
+Building a pipeline runs nothing: ``app.stream(...).map(...)`` only adds nodes. The runner
+(``_runner.py``) turns the graph into operators when the app runs. Every step's id comes from an
 explicit ``name=`` or from its kind and position, so the same app file gives the same ids on
 every run, which is what ties checkpointed state to its step.
 """

@@ -28,7 +28,6 @@ from typing import Any
 
 import anyio
 import attrs
-import orjson
 
 import operators as ops
 from operators._batch import Batch
@@ -38,22 +37,16 @@ from ..actors import Actor, RestartPolicy
 from ..errors import ActorCrashed, IncompatibleState, InvalidArgument, PipelineError, StreamrtError
 from ..storage import TopicConfig, WriteBatch
 from ._app import App
+from ._checks import SINK_KINDS, check_graph, fingerprint, same_graph, walk
 from ._graph import Node, user_line
 from ._sinks import CallSink, FileSink, PrintSink, TopicSink
 from ._sources import SourceReader, Undecodable, make_reader
 
 log = logging.getLogger(__name__)
 
-SINK_KINDS = ("to", "sink", "print", "file")
-STATEFUL_KINDS = ("stateful_map", "dedupe", "join", "join_table")
 TWO_INPUT_KINDS = ("join", "join_table")  # their operator learns which input a batch is from
 PART_SPAN = 1 << 20  # global partition id = source index * PART_SPAN + partition
 TASK_POLICY = RestartPolicy(max_restarts=3, within=60.0, backoff=0.05, max_backoff=2.0)
-#: Bumped when a stateful operator's stored layout changes: old state then needs --reset.
-STATE_FORMAT = 2
-#: The same for layouts that changed later, by step kind (session windows: "Session"), so an
-#: app whose other steps kept their layout keeps its checkpoints.
-STATE_FORMATS = {"Session": 3, "join": 3}
 
 
 @attrs.define
@@ -79,52 +72,11 @@ def place_tasks(app: App) -> list[str]:
     return [f"{app.name}.pipeline"]
 
 
-def _walk(app: App) -> list[Node]:
-    """Every node feeding a sink, inputs before their consumers."""
-    order: list[Node] = []
-    seen: set[int] = set()
-
-    def visit(n: Node) -> None:
-        if id(n) in seen:
-            return
-        seen.add(id(n))
-        for i in n.inputs:
-            visit(i)
-        order.append(n)
-
-    for s in app.sinks:
-        visit(s)
-    return order
-
-
-def dangling_steps(app: App) -> list[Node]:
-    """Steps whose results go nowhere (no sink downstream): a forgotten ``.to()`` would
-    otherwise leave a pipeline silently unrun. One side of a branch may stay unused."""
-    consumed = {id(i) for n in app.steps for i in n.inputs}
-    return [n for n in app.steps if id(n) not in consumed and n.kind not in SINK_KINDS
-            and n.id not in app.optional]
-
-
-def check_graph(app: App) -> None:
-    """Refuse an app that could not do what it says: no sink at all, or a step whose
-    results go nowhere."""
-    if not app.sinks:
-        raise InvalidArgument(
-            f"app {app.name!r} has no pipeline with a sink: end a stream with .to(topic), "
-            f".sink(fn), .print() or .to_file(path)")
-    for n in dangling_steps(app):
-        fn = n.args.get("fn") or n.args.get("key")
-        raise InvalidArgument(
-            f"step {n.id!r} ({n.kind}{', ' + user_line(fn) if fn is not None else ''}) "
-            f"leads to no sink, so it would never run: end it with .to(topic), .sink(fn), "
-            f".print() or .to_file(path), or remove it")
-
-
 def check_positions(app: App, broker: Any) -> None:
     """Refuse checkpointed topic positions that no longer fit their topic (deleted and
     created again with fewer partitions or records): reading on would fail deep inside, or
     skip records."""
-    for n in _walk(app):
+    for n in walk(app):
         if n.kind != "source" or n.args["source"] != "topic":
             continue
         topic = n.args["topic"]
@@ -143,38 +95,6 @@ def check_positions(app: App, broker: Any) -> None:
                 f"(was the topic deleted and created again?); run with --reset to start afresh")
 
 
-def same_graph(saved: bytes, app: App) -> bool:
-    """Whether state saved under fingerprint ``saved`` fits the app. A fingerprint written
-    before windows recorded their aggregations' kinds matches when all else does."""
-    now = fingerprint(app)
-    if saved == now:
-        return True
-    old, new = orjson.loads(saved), orjson.loads(now)
-    legacy = [p[:6] if p[0] == "window" else p for p in new]
-    return len(old) == len(new) and all(
-        p[0] != "window" or len(p) == 6 for p in old) and old == legacy
-
-
-def fingerprint(app: App) -> bytes:
-    """What the saved state depends on: stateful steps' ids and kinds, and the sources."""
-    parts = []
-    for n in _walk(app):
-        if n.kind == "source":
-            parts.append(["source", n.id, n.args["source"], n.args.get("topic")])
-        elif n.kind == "window":
-            a = n.args
-            spec = type(a["spec"]).__name__
-            parts.append(["window", n.id, spec, attrs.asdict(a["spec"]), sorted(a["aggs"]),
-                          STATE_FORMATS.get(spec, STATE_FORMAT),
-                          # what each accumulator holds: sum -> count under one name is a change
-                          {k: type(agg).__name__ for k, agg in a["aggs"].items()}])
-        elif n.kind in STATEFUL_KINDS:  # their state's shape is their kind and settings
-            parts.append([n.kind, n.id, n.args.get("within"), n.args.get("size")]
-                         + ([STATE_FORMAT] if n.kind == "dedupe" else [])
-                         + ([STATE_FORMATS[n.kind]] if n.kind in STATE_FORMATS else []))
-    return orjson.dumps(parts)
-
-
 class _Plan:
     """Operators and sinks made from the graph, for one incarnation of the task."""
 
@@ -182,7 +102,7 @@ class _Plan:
         self.app = app
         self.broker = broker
         self.result = result
-        self.nodes = _walk(app)
+        self.nodes = walk(app)
         self.children: dict[str, list[Node]] = {n.id: [] for n in self.nodes}
         for n in self.nodes:
             for i in n.inputs:
@@ -304,7 +224,7 @@ class _Plan:
         start = 0
         if isinstance(exc, ops.BatchFailed):  # elements before exc.index were applied
             outs, start, exc = list(exc.outputs), exc.index, exc.cause  # type: ignore[assignment]
-        fn = node.args.get("fn")
+        fn = node.args.get("fn") or node.args.get("key")  # (dedupe's key function)
         where = f"step {node.id!r} ({node.kind}"
         if fn is not None:
             where += f", {user_line(fn)}"

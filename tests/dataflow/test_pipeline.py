@@ -101,7 +101,7 @@ def test_an_aggregation_of_another_kind_under_one_name_is_refused(tmp_path: Path
 
 
 def test_a_fingerprint_from_before_aggregation_kinds_still_matches(tmp_path: Path) -> None:
-    from streamrt.dataflow._runner import fingerprint, same_graph
+    from streamrt.dataflow._checks import fingerprint, same_graph
 
     app = _agg_app(sr.sum(lambda e: e["v"]))
     legacy = [p[:6] if p[0] == "window" else p for p in orjson.loads(fingerprint(app))]

@@ -250,12 +250,12 @@ def test_checkpoints_of_the_older_session_and_join_layouts_ask_for_reset(
         return a
 
     with monkeypatch.context() as m:  # what the previous version wrote
-        m.setattr(sr.dataflow._runner, "STATE_FORMATS", {})
+        m.setattr(sr.dataflow._checks, "STATE_FORMATS", {})
         app().run(data_dir=tmp_path / "d")
     with pytest.raises(sr.dataflow.IncompatibleState, match="--reset"):
         app().run(data_dir=tmp_path / "d")
     app().run(data_dir=tmp_path / "d", reset=True)
-    assert sr.dataflow._runner.STATE_FORMATS["join"] > sr.dataflow._runner.STATE_FORMAT
+    assert sr.dataflow._checks.STATE_FORMATS["join"] > sr.dataflow._checks.STATE_FORMAT
 
 
 def test_the_cache_size_is_positive() -> None:
