@@ -27,21 +27,41 @@ DEFAULT_READ_AHEAD = 10_000
 #: How often a pattern queue looks for new matching topics (seconds).
 DEFAULT_REFRESH = 1.0
 MAX_PRIORITY = 9
+#: The longest duration a queue accepts (ack_timeout, ttl, a nack's delay): 100 years. A
+#: bound keeps every deadline a finite float and every stored not-before time (ms since the
+#: epoch) well inside the signed 64-bit field of a lease record; inf or NaN would be stored
+#: as JSON null and make the declaration unreadable.
+MAX_SECONDS = 100 * 365 * 86_400
+#: The largest count a queue setting accepts (max_deliveries, max_length): what the stored
+#: declaration (JSON, 64-bit integers) can hold.
+MAX_COUNT = 2**63 - 1
+
+
+def is_seconds(v: Any) -> bool:
+    """Whether ``v`` is a duration a queue accepts: a number of seconds, finite, from 0 to
+    :data:`MAX_SECONDS` (callers add their own lower bound)."""
+    return (not isinstance(v, bool) and isinstance(v, (int, float))
+            and 0 <= v <= MAX_SECONDS)  # NaN and inf fail the comparison
 
 
 def _positive_int_or_none(_i: Any, a: attrs.Attribute, v: Any) -> None:  # type: ignore[type-arg]
-    if v is not None and (type(v) is not int or v < 1):
-        raise InvalidArgument(f"{a.name} must be an integer >= 1 or None, got {v!r}")
+    if v is not None and (type(v) is not int or not 1 <= v <= MAX_COUNT):
+        raise InvalidArgument(
+            f"{a.name} must be an integer from 1 to 2**63-1 or None, got {v!r}")
 
 
 def _seconds_or_none(_i: Any, a: attrs.Attribute, v: Any) -> None:  # type: ignore[type-arg]
-    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
-        raise InvalidArgument(f"{a.name} must be a number of seconds > 0 or None, got {v!r}")
+    if v is not None and not (is_seconds(v) and v > 0):
+        raise InvalidArgument(
+            f"{a.name} must be a finite number of seconds > 0 and <= {MAX_SECONDS} "
+            f"(100 years), or None, got {v!r}")
 
 
 def _seconds(_i: Any, a: attrs.Attribute, v: Any) -> None:  # type: ignore[type-arg]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        raise InvalidArgument(f"{a.name} must be a number of seconds > 0, got {v!r}")
+    if not (is_seconds(v) and v > 0):
+        raise InvalidArgument(
+            f"{a.name} must be a finite number of seconds > 0 and <= {MAX_SECONDS} "
+            f"(100 years), got {v!r}")
 
 
 def _dead_letter(_i: Any, _a: Any, v: Any) -> None:
@@ -50,8 +70,9 @@ def _dead_letter(_i: Any, _a: Any, v: Any) -> None:
 
 
 def _max_length(_i: Any, _a: Any, v: Any) -> None:
-    if v is not None and (type(v) is not int or v < 0):
-        raise InvalidArgument(f"max_length must be an integer >= 0 or None, got {v!r}")
+    if v is not None and (type(v) is not int or not 0 <= v <= MAX_COUNT):
+        raise InvalidArgument(
+            f"max_length must be an integer from 0 to 2**63-1 or None, got {v!r}")
 
 
 def _overflow(_i: Any, _a: Any, v: Any) -> None:

@@ -26,6 +26,8 @@ WriteBatches that the broker commits the same way (``broker.queues.replay``).
 
 from __future__ import annotations
 
+import logging
+import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -44,6 +46,8 @@ HEADER_NAMES = (
 )
 _N = len(HEADER_NAMES)
 READ_CHUNK = 5_000
+
+log = logging.getLogger(__name__)
 
 
 def dead_letter_record(
@@ -221,13 +225,43 @@ def check_sources(store: LogStore, letters: Sequence[DeadLetter]) -> None:
 # ---- which dead-letter topics a name means
 
 
+def load_declarations(
+    store: LogStore,
+) -> tuple[list[tuple[str, str, QueueConfig]], list[tuple[str, str, str]]]:
+    """Every stored queue declaration, split into the usable ones ``(name, group, settings)``
+    and the unusable ones ``(name, group, why)``.
+
+    A declaration can be unusable if it was written by a version that accepted a value this
+    one refuses (``ack_timeout=inf`` was once stored as ``null``) or if the bytes are damaged.
+    Such a declaration must not stop the broker or the CLI from opening the data directory:
+    it is reported here, and the broker refuses only that queue group.
+    """
+    good: list[tuple[str, str, QueueConfig]] = []
+    bad: list[tuple[str, str, str]] = []
+    for key, raw in store.scan(K.DECL):
+        try:
+            name, group = K.split_qkey(key[len(K.DECL):])
+        except (struct.error, UnicodeDecodeError):
+            name, group = repr(key[len(K.DECL):]), "?"
+        try:
+            d = orjson.loads(raw)
+            good.append((d["name"], d["group"], QueueConfig.from_dict(d["config"])))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError,
+                InvalidArgument) as e:
+            bad.append((name, group, str(e) or type(e).__name__))
+    good.sort(key=lambda t: (t[0], t[1]))
+    bad.sort()
+    return good, bad
+
+
 def declarations(store: LogStore) -> list[tuple[str, str, QueueConfig]]:
-    """Every declared queue group: (name, group, settings)."""
-    out = []
-    for _key, raw in store.scan(K.DECL):
-        d = orjson.loads(raw)
-        out.append((d["name"], d["group"], QueueConfig.from_dict(d["config"])))
-    return sorted(out, key=lambda t: (t[0], t[1]))
+    """Every usable declared queue group: (name, group, settings). An unusable stored
+    declaration is logged and left out (see :func:`load_declarations`)."""
+    good, bad = load_declarations(store)
+    for name, group, why in bad:
+        log.warning("queue group %s/%s has an unusable stored declaration and is ignored "
+                    "(%s): delete the group and declare it again", name, group, why)
+    return good
 
 
 def dlq_topics(store: LogStore) -> dict[str, list[str]]:

@@ -33,7 +33,7 @@ import anyio
 import attrs
 import orjson
 
-from ..errors import InvalidArgument, QueueFull, QueueMismatch, UnknownQueue
+from ..errors import InvalidArgument, QueueError, QueueFull, QueueMismatch, UnknownQueue
 from ..storage import WriteBatch, check_topic_name
 from . import _queue_dlq as dlq
 from . import _queue_keys as K
@@ -128,6 +128,9 @@ class QueueManager:
         self.broker = broker
         self.sup: Supervisor | None = None
         self.hubs: dict[tuple[str, str], QueueHub] = {}
+        #: Queue groups whose stored declaration cannot be used, with why: refused when
+        #: used, so one bad declaration never keeps the broker from opening.
+        self.refused: dict[tuple[str, str], str] = {}
         self._cids = itertools.count(1)
         self._lock = anyio.Lock()
         self._replay_lock = anyio.Lock()
@@ -137,9 +140,16 @@ class QueueManager:
         """The ``queues`` supervisor's init: one actor per declared group (also after the
         supervisor itself was restarted)."""
         self.sup = sup
-        for name, group, config in dlq.declarations(self.broker.store):
+        good, bad = dlq.load_declarations(self.broker.store)
+        for name, group, config in good:
             if (name, group) not in self.hubs:
                 self.hubs[(name, group)] = QueueHub(self, name, group, config)
+        for name, group, why in bad:
+            if (name, group) not in self.hubs and (name, group) not in self.refused:
+                log.error("queue group %s/%s is not started: its stored declaration cannot "
+                          "be used (%s); delete the group (await broker.queues.delete(%r, "
+                          "%r)) and declare it again", name, group, why, name, group)
+                self.refused[(name, group)] = why
         for hub in list(self.hubs.values()):
             await self._spawn(hub)
 
@@ -164,6 +174,7 @@ class QueueManager:
         if not isinstance(group, str) or not group:
             raise InvalidArgument(f"a queue group name is a non-empty string, got {group!r}")
         make_config(settings)  # a bad setting fails the same way whether declared or not
+        self._check_refused(name, group)
         async with self._lock:
             hub = self.hubs.get((name, group))
             if hub is not None:
@@ -200,6 +211,9 @@ class QueueManager:
         Its consumers stop receiving."""
         async with self._lock:
             hub = self.hubs.pop((name, group), None)
+            if hub is None and self.refused.pop((name, group), None) is not None:
+                await self._delete_stored(name, group)
+                return
             if hub is None:
                 raise UnknownQueue(f"no queue group {name}/{group}; declared ones: "
                                    f"{', '.join(sorted(h.actor_name for h in self.hubs.values())) or 'none'}")
@@ -212,18 +226,32 @@ class QueueManager:
                 ref.close()
                 del self.sup.children[hub.actor_name]
             else:
-                wb = WriteBatch()
-                for key, _ in self.broker.store.scan(K.state_prefix(name, group)):
-                    wb.delete(key)
-                wb.delete(K.decl_key(name, group))
-                await self.broker.write(wb)
+                await self._delete_stored(name, group)
             for slot in hub.slots.values():
                 slot.closed = True
                 slot.inbox.clear()  # their leases went with the group
                 slot.deliver([])
 
+    async def _delete_stored(self, name: str, group: str) -> None:
+        """Delete a group's stored state and declaration (no actor owns them)."""
+        wb = WriteBatch()
+        for key, _ in self.broker.store.scan(K.state_prefix(name, group)):
+            wb.delete(key)
+        wb.delete(K.decl_key(name, group))
+        await self.broker.write(wb)
+
+    def _check_refused(self, name: str, group: str) -> None:
+        why = self.refused.get((name, group))
+        if why is not None:
+            raise QueueError(
+                f"queue group {name}/{group} cannot be used: its stored declaration is "
+                f"unusable ({why}). Delete the group (await broker.queues.delete({name!r}, "
+                f"{group!r}); the topic and its records stay) and declare it again")
+
     def get(self, name: str, group: str = DEFAULT_GROUP) -> QueueHub:
-        """The declared queue group ``name``/``group`` (UnknownQueue if there is none)."""
+        """The declared queue group ``name``/``group`` (UnknownQueue if there is none;
+        QueueError if its stored declaration is unusable)."""
+        self._check_refused(name, group)
         hub = self.hubs.get((name, group))
         if hub is None:
             raise UnknownQueue(f"no queue group {name}/{group}: declare it with "

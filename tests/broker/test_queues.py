@@ -342,3 +342,54 @@ async def test_deleting_a_busy_queue_group_leaves_no_state(tmp_path: Path) -> No
         assert broker.store.scan(b"sqs:") == [] and broker.store.scan(b"sqd:") == []
         async with broker.queue("jobs", group="g") as q:  # a new group: from the start
             assert [m.value for m in await take(q, 3)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("setting", [
+    {"ack_timeout": float("inf")}, {"ack_timeout": float("nan")}, {"ack_timeout": 1e300},
+    {"ttl": float("inf")}, {"ttl": -1.0}, {"max_length": 2**64}, {"max_deliveries": 2**63},
+])
+async def test_settings_that_cannot_be_stored_or_timed_are_refused(
+    tmp_path: Path, setting: dict[str, Any],
+) -> None:
+    async with open_broker(tmp_path) as broker:
+        with pytest.raises(errors.InvalidArgument, match=next(iter(setting))):
+            await broker.queue("jobs", group="g", **setting).open()
+        assert broker.queues.list() == []
+    async with open_broker(tmp_path) as broker:  # nothing was stored: it opens and works
+        async with broker.queue("jobs", group="g", ack_timeout=100 * 365 * 86_400) as q:
+            await q.publish(1)
+            assert [m.value for m in await take(q, 1)] == [1]
+
+
+@pytest.mark.parametrize("stored", [
+    b'{"name":"jobs","group":"bad","config":{"ack_timeout":null}}',  # inf, as once stored
+    b'{"name":"jobs","group":"bad","config":{"ttl":-5}}',
+    b"not json at all",
+])
+async def test_an_unusable_stored_declaration_refuses_only_its_group(
+    tmp_path: Path, stored: bytes, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from streamrt.broker import _queue_keys as K
+
+    async with open_broker(tmp_path) as broker:
+        async with broker.queue("jobs", group="good") as q:
+            await q.publish(1)
+        wb = sr.WriteBatch()
+        wb.put(K.decl_key("jobs", "bad"), stored)
+        await broker.write(wb)
+    async with open_broker(tmp_path) as broker:
+        # the rest of the broker opens and keeps working, the good group included
+        assert [(n, g) for n, g, _ in broker.queues.list()] == [("jobs", "good")]
+        async with broker.queue("jobs", group="good") as q:
+            assert [m.value for m in await take(q, 1)] == [1]
+        with pytest.raises(errors.QueueError, match="jobs/bad .*unusable.*delete"):
+            await broker.queue("jobs", group="bad").open()
+        with pytest.raises(errors.QueueError, match="jobs/bad"):
+            broker.queues.stats("jobs", "bad")
+        assert "jobs/bad" in caplog.text
+        # deleting the group clears the bad declaration; it can then be declared again
+        await broker.queues.delete("jobs", "bad")
+        async with broker.queue("jobs", group="bad", ack_timeout=5) as q:
+            assert [m.value for m in await take(q, 1)] == [1]
+    async with open_broker(tmp_path) as broker:
+        assert [(n, g) for n, g, _ in broker.queues.list()] == [("jobs", "bad"), ("jobs", "good")]
