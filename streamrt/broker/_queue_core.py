@@ -30,7 +30,7 @@ from typing import Any
 
 from ..storage import WriteBatch
 from . import _queue_keys as K
-from ._queue_config import DEFAULT_READ_AHEAD, QueueConfig
+from ._queue_config import DEFAULT_READ_AHEAD, MAX_SECONDS, QueueConfig
 from ._queue_dlq import dead_letter_record
 from ._queue_model import (
     _SHIFT,
@@ -523,6 +523,9 @@ class QueueCore:
                 self._release(e)
                 self._kill(e, "reject", now)
             elif delay and delay > 0 and not self._poisoned(e):
+                # Clients refuse longer delays; the bound here keeps a bad one from crashing
+                # the actor (its buffered acks would go with it) when packing not-before.
+                delay = min(delay, MAX_SECONDS)
                 self._release(e)
                 e.state = next_state(e.state, "requeue_delayed")
                 nb_ms = self.wall_ms(now + delay)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._serde import Serde, resolve
+from ..broker._queue_config import MAX_SECONDS, is_seconds
 from ..errors import ActorStopped, InvalidArgument, MailboxFull, MessageSettled, QueueClosed
 
 if TYPE_CHECKING:
@@ -135,10 +136,13 @@ class QueueMessage:
     async def nack(self, requeue: bool = True, delay: float | None = None) -> None:
         """Give the message back: ``requeue=True`` makes it ready again (after ``delay``
         seconds if given) unless it reached ``max_deliveries``, in which case it is
-        dead-lettered; ``requeue=False`` dead-letters it at once (reason ``rejected``)."""
-        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float))
-                                  or not delay >= 0):
-            raise InvalidArgument(f"delay must be a number of seconds >= 0, got {delay!r}")
+        dead-lettered; ``requeue=False`` dead-letters it at once (reason ``rejected``).
+        ``delay`` is a finite number of seconds from 0 to 100 years; a bad one raises
+        InvalidArgument and leaves the message unsettled."""
+        if delay is not None and not is_seconds(delay):
+            raise InvalidArgument(
+                f"delay must be a finite number of seconds from 0 to {MAX_SECONDS} "
+                f"(100 years), got {delay!r}")
         self._settle("nack")
         q = self._q
         await q._send_acks()

@@ -191,6 +191,22 @@ def test_out_of_order_acks_and_redeliveries_get_records_until_the_floor_passes()
     assert K.unpack_floor(w.state[w.core.parts[0].fkey])[0] == 4
 
 
+def test_an_unbounded_nack_delay_cannot_crash_the_core() -> None:
+    """Clients refuse such delays; the core still bounds one instead of failing to pack it
+    (a crash would lose the acks buffered with it)."""
+    w = World(QueueConfig(), partitions=1)
+    slot = Slot(1, prefetch=10)
+    slot.want = None
+    w.core.attach(slot)
+    w.produce(0, 2)
+    a, b = w.pump()[1]
+    w.core.ack(1, [(b[0].mid, b[1])])
+    w.core.nack(1, [(a[0].mid, a[1], True, float("inf"))], w.now)
+    w.pump()
+    assert w.core.counts()["delayed"] == 1
+    assert w.core.acked == 1
+
+
 def test_a_stale_ack_is_ignored() -> None:
     w = World(QueueConfig(ack_timeout=5), partitions=1)
     a, b = Slot(1, 1), Slot(2, 1)

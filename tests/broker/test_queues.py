@@ -393,3 +393,38 @@ async def test_an_unusable_stored_declaration_refuses_only_its_group(
             assert [m.value for m in await take(q, 1)] == [1]
     async with open_broker(tmp_path) as broker:
         assert [(n, g) for n, g, _ in broker.queues.list()] == [("jobs", "bad"), ("jobs", "good")]
+
+
+@pytest.mark.parametrize("delay", [float("inf"), float("nan"), 1e300, -1, "5", True])
+async def test_a_bad_nack_delay_is_refused_and_loses_no_buffered_ack(
+    tmp_path: Path, delay: Any,
+) -> None:
+    async with open_broker(tmp_path) as broker:
+        async with broker.queue("jobs", group="g") as q:
+            await q.publish(1)
+            await q.publish(2)
+            with anyio.fail_after(WAIT):
+                m1, m2 = await q.get(max=2, timeout=WAIT)
+            await m2.ack()  # buffered: a crash of the group's actor would lose it
+            with pytest.raises(errors.InvalidArgument, match="delay must be a finite number"):
+                await m1.nack(requeue=True, delay=delay)
+            await m1.ack()  # the refused nack left the message unsettled
+            await q.flush_acks()
+            s = q.stats()
+            assert (s.acked, s.delayed, s.redelivered, s.stale_acks) == (2, 0, 0, 0)
+            assert await q.get(max=5, timeout=0.05) == []
+
+
+async def test_the_longest_nack_delay_keeps_the_message_delayed(tmp_path: Path) -> None:
+    async with open_broker(tmp_path) as broker:
+        async with broker.queue("jobs", group="g") as q:
+            await q.publish(1)
+            with anyio.fail_after(WAIT):
+                (m,) = await q.get(max=1, timeout=WAIT)
+            await m.nack(requeue=True, delay=100 * 365 * 86_400)
+            await q.flush_acks()
+            assert q.stats().delayed == 1
+    async with open_broker(tmp_path) as broker:  # the not-before time was stored and read
+        async with broker.queue("jobs", group="g") as q:
+            assert await q.get(max=1, timeout=0.05) == []
+            assert q.stats().delayed == 1
