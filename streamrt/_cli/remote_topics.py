@@ -114,7 +114,8 @@ def topics_describe(args: argparse.Namespace) -> int:
                     ("retention-ms", setting("retention.ms")),
                     ("retention-bytes", setting("retention.bytes")),
                     ("retention-records", "unknown"),
-                    ("tombstone-grace-ms", cfg.get("delete.retention.ms", "unknown"))]
+                    ("tombstone-grace-ms", setting("delete.retention.ms")
+                     if "delete.retention.ms" in cfg else "unknown")]
         lines = [f"topic:       {name}", f"partitions:  {len(parts)}"]
         lines += [f"{k + ':':<20} {v}" for k, v in settings]
         rows = [(str(p), str(s), str(e), str(e - s), "-") for p, (s, e) in sorted(ranges.items())]

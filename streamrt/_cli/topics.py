@@ -70,7 +70,7 @@ def describe(store: LogStore, info: TopicInfo) -> str:
         ("retention-ms", _or_none(c.retention_ms)),
         ("retention-bytes", _or_none(c.retention_bytes)),
         ("retention-records", _or_none(c.retention_records)),
-        ("tombstone-grace-ms", str(c.tombstone_grace_ms)),
+        ("tombstone-grace-ms", _or_none(c.tombstone_grace_ms)),
     ]
     lines = [f"topic:       {info.name}", f"partitions:  {info.partitions}"]
     lines += [f"{k + ':':<20} {v}" for k, v in settings]

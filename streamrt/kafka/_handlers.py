@@ -789,5 +789,6 @@ def _kafka_configs(config: TopicConfig) -> dict[str, str]:
         "retention.ms": str(config.retention_ms if config.retention_ms is not None else -1),
         "retention.bytes": str(-1 if config.retention_bytes is None else config.retention_bytes),
         "cleanup.policy": config.cleanup_policy,
-        "delete.retention.ms": str(config.tombstone_grace_ms),
+        "delete.retention.ms": str(
+            -1 if config.tombstone_grace_ms is None else config.tombstone_grace_ms),
     }

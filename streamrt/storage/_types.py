@@ -95,14 +95,16 @@ class TopicConfig:
     ``retention_ms``/``retention_bytes``/``retention_records``: delete whole batches from the
     head of each partition once older / larger / longer than this (None: keep forever).
     ``cleanup_policy``: ``delete`` (retention only) or ``compact`` (keep the latest record per
-    key; a ``None`` value is a tombstone removed after ``tombstone_grace_ms``).
+    key; a ``None`` value is a tombstone removed after ``tombstone_grace_ms``; None: tombstones
+    are kept forever, as Kafka's ``delete.retention.ms=-1`` is read).
     """
 
     retention_ms: int | None = attrs.field(default=None, validator=_non_negative_or_none)
     retention_bytes: int | None = attrs.field(default=None, validator=_non_negative_or_none)
     retention_records: int | None = attrs.field(default=None, validator=_non_negative_or_none)
     cleanup_policy: CleanupPolicy = attrs.field(default="delete", validator=_policy)
-    tombstone_grace_ms: int = attrs.field(default=86_400_000, validator=_non_negative_or_none)
+    tombstone_grace_ms: int | None = attrs.field(
+        default=86_400_000, validator=_non_negative_or_none)
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)

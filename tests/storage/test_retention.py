@@ -152,3 +152,51 @@ def test_bad_topic_config() -> None:
         sr.TopicConfig(retention_ms=-1)
     with pytest.raises(errors.InvalidArgument, match="cleanup_policy"):
         sr.TopicConfig(cleanup_policy="shred")  # type: ignore[arg-type]
+
+
+def test_no_tombstone_grace_keeps_tombstones_forever(store: sr.LogStore) -> None:
+    s = store
+    s.create_topic_sync("c", 1, sr.TopicConfig(cleanup_policy="compact", tombstone_grace_ms=None))
+    s.append_sync("c", 0, [(b"a", b"1", [], 10), (b"b", b"2", [], 10)])
+    s.append_sync("c", 0, [(b"a", None, [], 20)])
+    assert s.compact(now_ms=2**62) == 1  # "a"=1 is superseded; its tombstone stays
+    assert [(r.key, r.value) for r in s.read("c", 0, 0)] == [(b"b", b"2"), (b"a", None)]
+    from streamrt._cli.topics import describe
+
+    assert "tombstone-grace-ms:  none" in describe(s, s.topic("c"))
+
+
+def test_one_topics_failing_maintenance_does_not_stop_the_others(
+    store: sr.LogStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from streamrt.storage import _maintenance
+
+    s = store
+    s.create_topic_sync("a", 1, sr.TopicConfig(retention_records=2))
+    s.create_topic_sync("b", 1, sr.TopicConfig(cleanup_policy="compact", retention_records=4))
+    s.create_topic_sync("c", 1, sr.TopicConfig(cleanup_policy="compact"))
+    for t in ("a", "b", "c"):
+        for i in range(5):
+            s.append_sync(t, 0, [(b"k", b"%d" % i)])
+    real = _maintenance._compaction_topic
+
+    def failing(store: sr.LogStore, txn: object, ov: object, info: sr.TopicInfo,
+                now_ms: int) -> int:
+        if info.name == "b":
+            # write first, then fail: the write must be rolled back with the failure
+            real(store, txn, ov, info, now_ms)  # type: ignore[arg-type]
+            raise RuntimeError("boom")
+        return real(store, txn, ov, info, now_ms)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_maintenance, "_compaction_topic", failing)
+    done = s._run_sync(_maintenance.maintenance_op(s, 10**13))
+    assert s.log_start_offset("a", 0) == 3  # retention of the other topic went on
+    assert s.log_start_offset("b", 0) == 1  # b's own retention committed too
+    assert [r.value for r in s.read("c", 0, 0)] == [b"4"]  # and c's compaction
+    assert done == 3 + 1 + 4
+    assert "compaction of topic 'b' failed" in caplog.text
+    # b's failed compaction left nothing behind, in LMDB or in memory
+    assert [r.value for r in s.read("b", 0, 1)] == [b"1", b"2", b"3", b"4"]
+    assert s.partition_info("b", 0).records == 4
+    monkeypatch.setattr(_maintenance, "_compaction_topic", real)
+    assert s._run_sync(_maintenance.maintenance_op(s, 10**13)) == 3  # retried next round
