@@ -40,7 +40,16 @@ Handler = Callable[[argparse.Namespace], int]
 _REMOTE_COMMANDS = frozenset({"topics", "produce", "consume", "groups", "dlq"})
 
 
-def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
+#: The largest value of an integer topic setting (a signed 64-bit integer, as stored).
+MAX_SETTING = 2**63 - 1
+
+
+def _int_at_least(
+    minimum: int, what: str, maximum: int | None = None,
+) -> Callable[[str], int]:
+    """An argparse type: an integer from ``minimum`` (to ``maximum`` if given); anything else
+    is a usage error (exit 2)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -48,6 +57,9 @@ def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be at most {maximum}, got {value}")
         return value
 
     parse.__name__ = what  # argparse names the type in some messages
@@ -143,12 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name", help="topic name: 1-249 of [a-zA-Z0-9._-]")
     create.add_argument("--partitions", "-p", metavar="N", required=True,
                         type=_int_at_least(1, "--partitions"), help="number of partitions")
-    create.add_argument("--retention-ms", metavar="MS", type=_int_at_least(0, "--retention-ms"),
+    create.add_argument("--retention-ms", metavar="MS", type=_int_at_least(0, "--retention-ms", MAX_SETTING),
                         help="delete records older than this (default: keep)")
-    create.add_argument("--retention-bytes", metavar="B", type=_int_at_least(0, "--retention-bytes"),
+    create.add_argument("--retention-bytes", metavar="B", type=_int_at_least(0, "--retention-bytes", MAX_SETTING),
                         help="keep at most this many bytes per partition (default: no limit)")
     create.add_argument("--retention-records", metavar="N",
-                        type=_int_at_least(0, "--retention-records"),
+                        type=_int_at_least(0, "--retention-records", MAX_SETTING),
                         help="keep at most this many records per partition (default: no limit)")
     create.add_argument("--cleanup-policy", choices=("delete", "compact"), default="delete",
                         help="delete: retention only; compact: keep the latest record per key "

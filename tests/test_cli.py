@@ -180,6 +180,18 @@ def test_usage_errors_exit_2(cli, data: Path) -> None:
     assert not data.exists()  # nothing was created along the way
 
 
+@pytest.mark.parametrize("option", ["--retention-ms", "--retention-bytes", "--retention-records"])
+def test_a_setting_too_large_to_store_is_a_usage_error(cli, data: Path, option: str) -> None:
+    r = cli("topics", "create", "t", "-p", "1", option, "99999999999999999999999")
+    assert r.code == 2
+    assert f"{option} must be at most {2**63 - 1}" in r.err
+    assert "Traceback" not in r.err
+    assert not data.exists(), "a rejected create must not create the data directory"
+    r = cli("topics", "create", "t", "-p", "1", option, str(2**63 - 1))
+    assert r.code == 0, r.err
+    assert str(2**63 - 1) in cli("topics", "describe", "t").out
+
+
 def test_topic_lifecycle(cli, data: Path) -> None:
     r = cli("topics", "list")
     assert (r.code, r.out) == (0, "")

@@ -78,9 +78,17 @@ def check_topic_name(name: object) -> str:
     return name
 
 
+#: The largest value of a TopicConfig integer setting: a signed 64-bit integer, what the
+#: stored config (JSON through orjson) and Kafka's configs (Java longs) can hold.
+MAX_CONFIG_INT = 2**63 - 1
+
+
 def _non_negative_or_none(_inst: Any, attr: attrs.Attribute, value: Any) -> None:  # type: ignore[type-arg]
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-        raise InvalidArgument(f"{attr.name} must be a non-negative integer or None, got {value!r}")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                              or not 0 <= value <= MAX_CONFIG_INT):
+        raise InvalidArgument(
+            f"{attr.name} must be an integer from 0 to 2**63-1 ({MAX_CONFIG_INT}) or None, "
+            f"got {value!r}")
 
 
 def _policy(_inst: Any, _attr: Any, value: Any) -> None:

@@ -150,6 +150,9 @@ def test_compact_ignores_delete_topics(store: sr.LogStore) -> None:
 def test_bad_topic_config() -> None:
     with pytest.raises(errors.InvalidArgument, match="retention_ms"):
         sr.TopicConfig(retention_ms=-1)
+    for field in ("retention_ms", "retention_bytes", "retention_records", "tombstone_grace_ms"):
+        with pytest.raises(errors.InvalidArgument, match=rf"{field} must be an integer from 0 to 2\*\*63-1"):
+            sr.TopicConfig(**{field: 2**63})
     with pytest.raises(errors.InvalidArgument, match="cleanup_policy"):
         sr.TopicConfig(cleanup_policy="shred")  # type: ignore[arg-type]
 
@@ -200,3 +203,17 @@ def test_one_topics_failing_maintenance_does_not_stop_the_others(
     assert s.partition_info("b", 0).records == 4
     monkeypatch.setattr(_maintenance, "_compaction_topic", real)
     assert s._run_sync(_maintenance.maintenance_op(s, 10**13)) == 3  # retried next round
+
+
+def test_the_largest_settings_are_stored_and_read_back(tmp_path) -> None:
+    top = 2**63 - 1
+    config = sr.TopicConfig(retention_ms=top, retention_bytes=top, retention_records=top,
+                            cleanup_policy="compact", tombstone_grace_ms=top)
+    with sr.LogStore.open(tmp_path / "d", maintenance_interval=None) as s:
+        s.create_topic_sync("t", 1, config)
+        s.append_sync("t", 0, [(b"k", b"v")])
+        s.run_retention()
+        s.compact()
+        assert s.partition_info("t", 0).records == 1
+    with sr.LogStore.open(tmp_path / "d", maintenance_interval=None) as s:
+        assert s.topic("t").config == config
