@@ -157,6 +157,48 @@ def test_errors(cli: Any, data: Path) -> None:
                 if not ln.startswith("  ")]) == 3
 
 
+def test_dry_run_and_replay_agree_when_a_source_partition_is_gone(cli: Any, data: Path) -> None:
+    async def make(broker: Any) -> None:
+        await broker.create_topic("tasks", partitions=2)
+        p = broker.producer()
+        for i in range(4):
+            await p.send("tasks", {"i": i}, partition=i % 2)
+        async with broker.queue("tasks", group="w", dead_letter="tasks.dlq") as q:
+            with anyio.fail_after(15):
+                got = 0
+                while got < 4:
+                    for m in await q.get(max=4, timeout=15):
+                        await m.nack(requeue=False)
+                        got += 1
+            await q.flush_acks()
+        with anyio.fail_after(15):
+            while len(broker.queues.dead_letters("tasks")) < 4:
+                await anyio.sleep(0.001)
+        await broker.delete_topic("tasks")
+        await broker.create_topic("tasks", partitions=1)
+
+    run_broker(data, make)
+    letters = [ln.split()[0] for ln in cli("dlq", "inspect", "tasks").lines
+               if not ln.startswith("  ") and "from tasks[1]" in ln]
+    assert len(letters) == 2
+    for dry in (["--dry-run"], []):
+        r = cli("dlq", "replay", "tasks", *dry)
+        assert r.code == 1 and r.out == "", dry
+        for letter in letters:  # each letter that cannot go back is named, with what to do
+            assert (f"cannot replay: dead letter {letter} came from partition 1 of topic "
+                    f"'tasks', which now has 1 (0 to 0): create the topic again with at least "
+                    f"2 partitions, or leave the letter in place") in r.err
+        assert "2 of the 4 selected dead letters cannot be replayed" in r.err
+        assert "Traceback" not in r.err
+    assert cli("dlq", "list").lines[1].split()[2:4] == ["4", "0"]  # nothing was replayed
+    # the letters from partition 0 alone can go back: dry run and replay agree
+    assert "from tasks[0]" in cli("dlq", "inspect", "tasks", "--max", "1").lines[0]
+    r = cli("dlq", "replay", "tasks", "--max", "1", "--dry-run")
+    assert (r.code, r.out) == (0, "would replay 1 dead letter to tasks (1)\n")
+    r = cli("dlq", "replay", "tasks", "--max", "1")
+    assert (r.code, r.out) == (0, "replayed 1 dead letter to tasks (1)\n")
+
+
 def test_help_lists_the_dlq_commands(cli: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["dlq", "--help"]) == 0
     out = capsys.readouterr().out

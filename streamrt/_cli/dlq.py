@@ -22,9 +22,11 @@ from ..broker import _queue_dlq as dlq
 from ..broker._queue_state import REASONS
 from ..errors import UnknownQueue
 from ..storage import LogStore
-from ._common import broker_of, open_store, plural, write_stdout
+from ._common import CliError, broker_of, open_store, plural, warn, write_stdout
 
 REPLAY_CHUNK = 1_000
+#: Letters that cannot be replayed named one per line on stderr; the rest are counted.
+MAX_PROBLEMS_SHOWN = 20
 
 
 def _open(args: argparse.Namespace, name: str | None) -> LogStore | None:
@@ -119,32 +121,62 @@ def _show(b: bytes | None) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Append dead letters back to their source topics, each exactly once."""
+    """Append dead letters back to their source topics, each exactly once.
+
+    Every selected letter is checked first (a read-only pass, the whole of ``--dry-run``):
+    if any cannot be replayed (its source topic or partition is gone), each such letter is
+    named on stderr and nothing is replayed, so a dry run and a real run always agree.
+    """
     if broker_of(args):
         from . import remote_dlq
 
         return remote_dlq.dlq_replay(args)
     with _need(args) as store:
-        total = 0
-        sources: Counter[str] = Counter()
-        for topic in dlq.resolve(store, args.name):
-            while args.max is None or total < args.max:
-                n = REPLAY_CHUNK if args.max is None else min(REPLAY_CHUNK, args.max - total)
-                letters = list(dlq.read(store, topic, reasons=args.reason, limit=n))
-                if not letters:
-                    break
-                dlq.check_sources(store, letters)
-                if args.dry_run:  # nothing is marked: count them all in one read
-                    left = None if args.max is None else args.max - total
-                    letters = list(dlq.read(store, topic, reasons=args.reason, limit=left))
+        topics = dlq.resolve(store, args.name)
+        total, sources, problems = _check_replay(store, topics, args)
+        if problems:
+            for err in problems[:MAX_PROBLEMS_SHOWN]:
+                warn(f"cannot replay: {err}")
+            if len(problems) > MAX_PROBLEMS_SHOWN:
+                warn(f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more that cannot be replayed")
+            raise CliError(
+                f"{len(problems)} of the {plural(total, 'selected dead letter')} cannot be "
+                f"replayed (see above); "
+                + ("a replay would replay none of them" if args.dry_run
+                   else "nothing was replayed"))
+        if not args.dry_run:
+            total = 0
+            for topic in topics:
+                while args.max is None or total < args.max:
+                    n = REPLAY_CHUNK if args.max is None else min(REPLAY_CHUNK, args.max - total)
+                    letters = list(dlq.read(store, topic, reasons=args.reason, limit=n))
+                    if not letters:
+                        break
                     dlq.check_sources(store, letters)
+                    store.write_sync(dlq.replay_batch(store, letters, int(time.time() * 1000)))
                     total += len(letters)
-                    sources.update(d.source_topic for d in letters)
-                    break
-                store.write_sync(dlq.replay_batch(store, letters, int(time.time() * 1000)))
-                total += len(letters)
-                sources.update(d.source_topic for d in letters)
     where = ", ".join(f"{t} ({n})" for t, n in sorted(sources.items())) or "nowhere"
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {plural(total, 'dead letter')} to {where}")
     return 0
+
+
+def _check_replay(
+    store: LogStore, topics: list[str], args: argparse.Namespace,
+) -> tuple[int, Counter[str], list[Exception]]:
+    """The letters a replay selects: how many, per source topic, and why any of them cannot
+    be replayed (one error per such letter, naming it)."""
+    total = 0
+    sources: Counter[str] = Counter()
+    problems: list[Exception] = []
+    for topic in topics:
+        left = None if args.max is None else args.max - total
+        if left == 0:
+            break
+        for d in dlq.read(store, topic, reasons=args.reason, limit=left):
+            total += 1
+            sources[d.source_topic] += 1
+            err = dlq.source_problem(store, d)
+            if err is not None:
+                problems.append(err)
+    return total, sources, problems

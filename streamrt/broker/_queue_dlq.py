@@ -211,14 +211,32 @@ def replay_batch(store: LogStore, letters: Sequence[DeadLetter], now_ms: int) ->
     return wb
 
 
+def source_problem(store: LogStore, d: DeadLetter) -> UnknownTopic | UnknownPartition | None:
+    """Why ``d`` cannot be replayed (its source topic or partition is gone), as the error to
+    raise, naming the letter and saying what to do; None if it can be."""
+    where = f"dead letter {d.topic}[{d.partition}]@{d.offset}"
+    if not store.has_topic(d.source_topic):
+        err: UnknownTopic | UnknownPartition = UnknownTopic(d.source_topic)
+        err.args = (f"{where} came from topic {d.source_topic!r}, which no longer exists: "
+                    f"create it again, or leave the letter in place",)
+        return err
+    n = store.topic(d.source_topic).partitions
+    if not 0 <= d.source_partition < n:
+        err = UnknownPartition(d.source_topic, d.source_partition, n)
+        err.args = (f"{where} came from partition {d.source_partition} of topic "
+                    f"{d.source_topic!r}, which now has {n} (0 to {n - 1}): create the topic "
+                    f"again with at least {d.source_partition + 1} partitions, or leave the "
+                    f"letter in place",)
+        return err
+    return None
+
+
 def check_sources(store: LogStore, letters: Sequence[DeadLetter]) -> None:
-    """Raise a clear error if a letter's source topic or partition is gone."""
+    """Raise a clear error (see :func:`source_problem`) if a letter's source topic or
+    partition is gone."""
     for d in letters:
-        if not store.has_topic(d.source_topic):
-            err = UnknownTopic(d.source_topic)
-            err.args = (f"dead letter {d.topic}[{d.partition}]@{d.offset} came from topic "
-                        f"{d.source_topic!r}, which no longer exists: create it again, or "
-                        f"leave the letter in place",)
+        err = source_problem(store, d)
+        if err is not None:
             raise err
 
 
