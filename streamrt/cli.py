@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from . import __version__
 from ._cli._common import BROKER_ENV, CliError, locked_message
 from .errors import DataDirLocked, StreamrtError
+from .storage._store import MAX_PARTITIONS
 
 __all__ = ["main", "build_parser"]
 
@@ -64,6 +65,13 @@ def _int_at_least(
 
     parse.__name__ = what  # argparse names the type in some messages
     return parse
+
+
+def _data_dir(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "--data-dir cannot be empty: give a directory, such as ./data")
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -113,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
             return argparse.SUPPRESS if suppress else value
 
         parser.add_argument(
-            "--data-dir", metavar="DIR",
+            "--data-dir", metavar="DIR", type=_data_dir,
             default=default(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
             help=f"data directory of the log (default: ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR})")
         parser.add_argument(
@@ -154,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "settings does nothing; with other settings it fails.")
     create.add_argument("name", help="topic name: 1-249 of [a-zA-Z0-9._-]")
     create.add_argument("--partitions", "-p", metavar="N", required=True,
-                        type=_int_at_least(1, "--partitions"), help="number of partitions")
+                        type=_int_at_least(1, "--partitions", MAX_PARTITIONS),
+                        help=f"number of partitions (1 to {MAX_PARTITIONS:,})")
     create.add_argument("--retention-ms", metavar="MS", type=_int_at_least(0, "--retention-ms", MAX_SETTING),
                         help="delete records older than this (default: keep)")
     create.add_argument("--retention-bytes", metavar="B", type=_int_at_least(0, "--retention-bytes", MAX_SETTING),

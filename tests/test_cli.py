@@ -192,6 +192,33 @@ def test_a_setting_too_large_to_store_is_a_usage_error(cli, data: Path, option: 
     assert str(2**63 - 1) in cli("topics", "describe", "t").out
 
 
+def test_partitions_out_of_range_either_side_is_a_usage_error(cli, data: Path) -> None:
+    for n in ("0", "10001"):
+        r = cli("topics", "create", "t", "-p", n)
+        assert r.code == 2 and "--partitions must be at" in r.err, n
+    assert not data.exists()
+    assert cli("topics", "create", "t", "-p", "10000").code == 0
+
+
+def test_a_data_dir_that_is_a_file_or_empty_is_refused(tmp_path: Path, capsys) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    for args in (["topics", "create", "t", "-p", "1"], ["topics", "list"], ["dlq", "list"],
+                 ["consume", "t"]):
+        assert main(["--data-dir", str(afile), *args]) == 1, args
+        err = capsys.readouterr().err
+        assert err == (f"streamrt: error: {afile} is a file, not a data directory: give the "
+                       f"path of a directory (it is created if missing), or move the file "
+                       f"away\n"), args
+    assert afile.read_text() == "mine"
+    assert main(["--data-dir", str(afile / "sub"), "topics", "create", "t", "-p", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"streamrt: error: cannot create the data directory {afile / 'sub'}: ")
+    assert err.count("\n") == 1
+    assert main(["--data-dir", "", "topics", "create", "t", "-p", "1"]) == 2
+    assert "--data-dir cannot be empty" in capsys.readouterr().err
+
+
 def test_topic_lifecycle(cli, data: Path) -> None:
     r = cli("topics", "list")
     assert (r.code, r.out) == (0, "")

@@ -93,6 +93,10 @@ def test_reset_one_partition_dry_run_and_new_group(cli, data: Path) -> None:
 def test_reset_errors(cli) -> None:
     r = cli("groups", "reset", "billing", "-t", "t", "--to", "yesterday")
     assert r.code == 1 and "earliest, latest" in r.err
+    for to in ("²", "@²", "١٢"):  # digits to str.isdigit(), not to int() or Kafka
+        r = cli("groups", "reset", "billing", "-t", "t", "--to", to)
+        assert r.code == 1 and f"--to {to!r}: use earliest, latest" in r.err, to
+        assert "unexpected" not in r.err
     r = cli("groups", "reset", "billing", "-t", "nope", "--to", "earliest")
     assert r.code == 1 and "unknown topic" in r.err
     r = cli("groups", "reset", "billing", "-t", "t", "--to", "0", "--partition", "5")

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from ..errors import DataDirLocked, UnknownTopic
 from ..storage import LogStore
+from ..storage._env import check_path
 
 log = logging.getLogger("streamrt.cli")
 
@@ -58,6 +59,7 @@ def open_store(path: str, *, create: bool, lock_timeout: float) -> LogStore | No
     CLI commands (``consume --follow`` between polls, say) hold it only for milliseconds.
     After that the DataDirLocked error, which names the holder's PID, propagates.
     """
+    check_path(path)  # a file given as --data-dir is an error, not an empty directory
     if not create and not is_data_dir(path):
         return None
     deadline = time.monotonic() + lock_timeout

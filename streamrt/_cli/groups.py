@@ -89,9 +89,10 @@ def parse_target(text: str) -> tuple[str, int]:
     """``--to``: ("earliest"|"latest", 0), ("offset", N) or ("timestamp", ms)."""
     if text in ("earliest", "latest"):
         return text, 0
-    if text.isdigit():
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    if text.isascii() and text.isdigit():
         return "offset", int(text)
-    if text.startswith("@") and text[1:].isdigit():
+    if text.startswith("@") and text.isascii() and text[1:].isdigit():
         return "timestamp", int(text[1:])
     try:
         dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -22,7 +22,13 @@ from collections.abc import Iterator
 
 import lmdb
 
-from ..errors import DataDirLocked, DataDirMissing, StorageError, UnsupportedFormat
+from ..errors import (
+    DataDirLocked,
+    DataDirMissing,
+    InvalidArgument,
+    StorageError,
+    UnsupportedFormat,
+)
 from ._types import Durability
 
 FORMAT_VERSION = b"1"
@@ -75,9 +81,15 @@ class DataDir:
     ) -> None:
         self.path = os.fspath(path)
         self.pid = os.getpid()
+        check_path(self.path)
         if not create and not exists(self.path):
             raise DataDirMissing(f"no streamrt log in {self.path} (nothing stored there yet)")
-        os.makedirs(self.path, exist_ok=True)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as e:  # a file on the way, no permission, read-only file system
+            raise StorageError(
+                f"cannot create the data directory {self.path}: {e.strerror or e}; give a "
+                f"directory that can be created (or exists) and is writable") from e
         self._lock_fd = _lock(self.path)
         try:
             self.durability = durability
@@ -169,6 +181,19 @@ def holder_pid(path: str | os.PathLike[str]) -> int | None:
             return int(f.read().strip() or 0) or None
     except (OSError, ValueError):
         return None
+
+
+def check_path(path: str | os.PathLike[str]) -> None:
+    """Raise a clear error if ``path`` cannot be a data directory: it is empty, or names
+    something that exists and is not a directory (a file, say)."""
+    p = os.fspath(path)
+    if not p:
+        raise InvalidArgument(
+            "the data directory path is empty: give a directory, such as ./data")
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise StorageError(
+            f"{p} is a file, not a data directory: give the path of a directory (it is "
+            f"created if missing), or move the file away")
 
 
 def exists(path: str | os.PathLike[str]) -> bool:

@@ -369,3 +369,16 @@ def test_map_grows_while_readers_read(tmp_path: Path) -> None:
             assert [r.offset for r in recs] == list(range(appends * per))
             assert all(r.value == _big(p, r.offset) for r in recs)
         assert s.append_sync("big", 0, [(None, _big(0, appends * per))] * 64) == appends * per
+
+
+def test_a_path_that_cannot_be_a_data_directory_gets_a_clear_error(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    for create in (True, False):
+        with pytest.raises(errors.StorageError, match="is a file, not a data directory"):
+            sr.LogStore.open(afile, create=create, maintenance_interval=None)
+    with pytest.raises(errors.StorageError, match="cannot create the data directory"):
+        sr.LogStore.open(afile / "sub", maintenance_interval=None)
+    with pytest.raises(errors.InvalidArgument, match="path is empty"):
+        sr.LogStore.open("", maintenance_interval=None)
+    assert afile.read_text() == "mine"
