@@ -521,7 +521,9 @@ class LogStore:
         Returns :class:`Records`: iterate it (records are decoded batch by batch as you go),
         ``len()`` it, index it, and continue from its ``next_offset``. Each record has
         ``offset``, ``timestamp``, ``key``, ``value`` and ``headers``. Reading at the high
-        watermark gives no records; outside the stored range raises OffsetOutOfRange.
+        watermark gives no records; outside the stored range raises OffsetOutOfRange. A read
+        that reaches the partition's last stored batch continues at the high watermark, also
+        when compaction removed the records before it (offsets are never reused).
         """
         tid, nxt, _ = self._check_offset(topic, partition, offset)
         parts: list[tuple[bytes, int, int]] = []
@@ -530,6 +532,9 @@ class LogStore:
         if offset < nxt and max_records > 0:
             used = 0
             parse = _codec.parse_header
+            # Whether the read stopped for a limit (more is stored below the high watermark)
+            # rather than at the partition's last batch.
+            limited = False
             with self._data.gate.reading(), self._env.begin(buffers=True) as txn:
                 cur, pfx = self._batches(txn, tid, partition, offset)
                 for key, val in cur:
@@ -540,6 +545,7 @@ class LogStore:
                         break
                     n = len(val)
                     if parts and used + n > max_bytes:
+                        limited = True
                         break
                     used += n
                     buf = bytes(val)
@@ -549,7 +555,14 @@ class LogStore:
                         total += take
                     position = max(position, after)
                     if total >= max_records:
+                        limited = True
                         break
+            if not limited:
+                # No batch is left before the high watermark: compaction removed the tail
+                # of the partition (offsets are never reused). As in Kafka, reading past
+                # such a gap moves the position to the high watermark; otherwise a reader
+                # would stay short of it for ever and see data that is never there.
+                position = nxt
         return Records(parts, total, position)
 
     def read_raw(

@@ -217,3 +217,25 @@ def test_the_largest_settings_are_stored_and_read_back(tmp_path) -> None:
         assert s.partition_info("t", 0).records == 1
     with sr.LogStore.open(tmp_path / "d", maintenance_interval=None) as s:
         assert s.topic("t").config == config
+
+
+def test_reading_past_a_compacted_away_tail_reaches_the_high_watermark(
+    store: sr.LogStore,
+) -> None:
+    s = store
+    s.create_topic_sync("c", 1, sr.TopicConfig(cleanup_policy="compact", tombstone_grace_ms=0))
+    s.append_sync("c", 0, [(b"a", b"1", [], 10)])
+    s.append_sync("c", 0, [(b"b", b"1", [], 10)])
+    s.append_sync("c", 0, [(b"b", None, [], 10)])  # b and its tombstone both go
+    assert s.compact("c", now_ms=1000) == 2
+    assert s.high_watermark("c", 0) == 3
+    first = s.read("c", 0, 0)
+    assert [r.offset for r in first] == [0] and first.next_offset == 3
+    for off in (1, 2):  # from inside the gap: no records, and the position moves to the end
+        rest = s.read("c", 0, off)
+        assert (len(rest), rest.next_offset) == (0, 3)
+    # a limit still stops short of the end when more is stored
+    s.append_sync("c", 0, [(b"c", b"1", [], 10), (b"d", b"1", [], 10)])
+    part = s.read("c", 0, 0, max_records=2)
+    assert [r.offset for r in part] == [0, 3] and part.next_offset == 4
+

@@ -1,0 +1,35 @@
+"""A consumer over a compacted topic whose tail compaction removed: it must reach the high
+watermark (lag 0) instead of staying short of it, where its long poll would find "data"
+that is never there and spin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+import streamrt as sr
+
+pytestmark = pytest.mark.anyio
+
+
+# Without the fix getmany spins without yielding, so anyio's deadline never fires: the
+# pytest-timeout bound is what fails it (quickly).
+@pytest.mark.timeout(30)
+async def test_a_consumer_catches_up_past_a_compacted_away_tail(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic(
+            "c", 1, config=sr.TopicConfig(cleanup_policy="compact", tombstone_grace_ms=0))
+        p = broker.producer(linger=0)
+        for key, value in (("a", 1), ("b", 1), ("b", None)):
+            await p.send("c", value, key=key)
+        assert broker.store.compact("c") == 2  # b and its tombstone: the tail is gone
+        async with broker.consumer("c", group="g", auto_offset_reset="earliest") as c:
+            got = []
+            with anyio.fail_after(15):
+                while c.lag() != {("c", 0): 0}:
+                    got += await c.getmany(timeout=0.05)
+            assert [(m.key, m.value) for m in got] == [(b"a", 1)]
+            # caught up: an idle long poll now waits for new data and returns nothing
+            assert await c.getmany(timeout=0.05) == []
