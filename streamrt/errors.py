@@ -44,6 +44,7 @@ __all__ = [
     "UnknownGroup",
     "NonEmptyGroup",
     "ConsumerClosed",
+    "DeserializationError",
     "QueueError",
     "QueueFull",
     "QueueMismatch",
@@ -289,6 +290,24 @@ class NonEmptyGroup(GroupError):
 
 class ConsumerClosed(StreamrtError, RuntimeError):
     """The consumer was closed (its ``async with`` block ended); open a new one."""
+
+
+class DeserializationError(StreamrtError, ValueError):
+    """A consumed record's value (or key) could not be deserialised by the consumer's serde
+    (Kafka's RecordDeserializationException). The consumer's position stays at the record,
+    so nothing after it is skipped silently: ``seek`` past it, or consume with
+    ``value_serde="bytes"``. The serde's own error is the ``__cause__``."""
+
+    def __init__(self, topic: str, partition: int, offset: int, part: str, error: Exception) -> None:
+        super().__init__(
+            f"cannot deserialise the {part} of {topic}[{partition}]@{offset} "
+            f"({type(error).__name__}: {error}): the consumer stays at that record; skip it "
+            f"with consumer.seek({topic!r}, {partition}, {offset + 1}), or consume with "
+            f"value_serde='bytes' (key_serde=None) to get the raw bytes")
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.part = part
 
 
 # ---- queues (point-to-point queue groups and dead letters)

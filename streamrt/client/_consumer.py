@@ -49,6 +49,7 @@ from ..broker._queue_routing import check_pattern, is_pattern, match
 from ..broker._assignors import ASSIGNORS, get_assignor
 from ..errors import (
     ConsumerClosed,
+    DeserializationError,
     InvalidArgument,
     OffsetOutOfRange,
     RebalanceInProgress,
@@ -243,6 +244,7 @@ class Consumer(GroupMembership):
         self._paused: set[TopicPartition] = set()
         self._epoch = 0  # changes with every assignment and revocation
         self._rr = 0
+        self._undecodable: DeserializationError | None = None  # raised by the next read
         self._wake_event = anyio.Event()
         self._it_batch: list[Message] = []
         self._it_idx = 0
@@ -499,6 +501,15 @@ class Consumer(GroupMembership):
         parts = [tp for tp in self._assignment if tp not in self._paused]
         if not parts or self._revoking:
             return []
+        pending = self._undecodable
+        if pending is not None:
+            # The last round stopped at a record the serde could not decode, after good
+            # messages it handed out; the error comes now, unless the position moved on
+            # (seek) or the partition is no longer read.
+            self._undecodable = None
+            tp = (pending.topic, pending.partition)
+            if tp in parts and self._positions.get(tp) == pending.offset:
+                raise pending
         out: list[Message] = []
         read = self._broker.store.read
         loads, kloads = self._loads, self._key_loads
@@ -520,17 +531,50 @@ class Consumer(GroupMembership):
                 continue
             if not recs:
                 continue
-            if kloads is None:
-                out += [Message(t, p, r.offset, r.timestamp, r.key,
-                                None if r.value is None else loads(r.value), r.headers)
-                        for r in recs]
-            else:
-                out += [Message(t, p, r.offset, r.timestamp,
-                                None if r.key is None else kloads(r.key),
-                                None if r.value is None else loads(r.value), r.headers)
-                        for r in recs]
+            try:  # the hot path: one comprehension per partition
+                if kloads is None:
+                    out += [Message(t, p, r.offset, r.timestamp, r.key,
+                                    None if r.value is None else loads(r.value), r.headers)
+                            for r in recs]
+                else:
+                    out += [Message(t, p, r.offset, r.timestamp,
+                                    None if r.key is None else kloads(r.key),
+                                    None if r.value is None else loads(r.value), r.headers)
+                            for r in recs]
+            except Exception:
+                good, bad = self._decode_each(t, p, recs)
+                out += good
+                if bad is not None:
+                    # Never move past a record not handed out: the position stays at the
+                    # bad one. What was decoded before it goes out first; its error then
+                    # comes with the next call, so nothing is lost or handed out twice.
+                    self._positions[tp] = bad.offset
+                    if not out:
+                        raise bad
+                    self._undecodable = bad
+                    return out
             self._positions[tp] = recs.next_offset
         return out
+
+    def _decode_each(
+        self, t: str, p: int, recs: Iterable[Any],
+    ) -> tuple[list[Message], DeserializationError | None]:
+        """The slow path after a decode failed: the messages before the first record that
+        cannot be decoded, and that record's error."""
+        loads, kloads = self._loads, self._key_loads
+        good: list[Message] = []
+        for r in recs:
+            part = "key"
+            try:
+                key = r.key if kloads is None or r.key is None else kloads(r.key)
+                part = "value"
+                value = None if r.value is None else loads(r.value)
+            except Exception as e:
+                err = DeserializationError(t, p, r.offset, part, e)
+                err.__cause__ = e
+                return good, err
+            good.append(Message(t, p, r.offset, r.timestamp, key, value, r.headers))
+        return good, None
 
     async def _wait_for_data(self, timeout: float) -> None:
         """Long poll: until any owned partition has data past its position, the assignment

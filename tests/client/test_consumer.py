@@ -236,3 +236,48 @@ async def test_closed_consumer(broker: sr.Broker) -> None:
         await c.getmany()
     async for _ in c:  # iteration just ends
         raise AssertionError("no messages after close")
+
+
+async def test_undecodable_value_stops_its_partition_and_loses_nothing(broker: sr.Broker) -> None:
+    raw = broker.producer(value_serde="bytes")
+    await raw.send_many("in", [b"0", b"1", b"2"], partition=0)
+    await raw.send_many("in", [b"10", b"11", b"not json", b"13"], partition=1)
+    async with broker.consumer("in", group="g", auto_commit_interval=0, **FAST) as c:
+        got: list[tuple[int, int]] = []
+        errs: list[errors.DeserializationError] = []
+        with anyio.fail_after(10):
+            while len(errs) < 2:
+                try:
+                    got += [(m.partition, m.offset) for m in await c.getmany(timeout=0)]
+                except errors.DeserializationError as e:
+                    errs.append(e)
+                    # never past a record that was not handed out
+                    assert c.position("in", 1) == 2
+                    assert (broker.committed("g").get(("in", 1)) or 0) <= 2
+        e = errs[0]
+        assert (e.topic, e.partition, e.offset) == ("in", 1, 2)
+        assert isinstance(e.__cause__, orjson.JSONDecodeError)
+        assert "in[1]@2" in str(e) and "seek('in', 1, 3)" in str(e)
+        # every good message before the bad one came out once, in order
+        assert sorted(got) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+        c.seek("in", 1, 3)  # skip it, as the error says
+        assert [(m.partition, m.value) for m in await c.getmany(timeout=1)] == [(1, 13)]
+    assert broker.committed("g") == {("in", 0): 3, ("in", 1): 4}
+
+
+async def test_undecodable_key_is_named_and_iteration_raises(broker: sr.Broker) -> None:
+    raw = broker.producer(value_serde="bytes")
+    await raw.send("in", b"1", key=b"\xff\xfe", partition=0)
+
+    class Strict:
+        def dumps(self, obj: object) -> bytes:
+            raise NotImplementedError
+
+        def loads(self, data: bytes) -> object:
+            return data.decode("utf-8")  # strict: raises on bad UTF-8
+
+    async with broker.consumer("in", key_serde=Strict(), **FAST) as c:
+        with anyio.fail_after(5), pytest.raises(errors.DeserializationError, match="the key of"):
+            async for _ in c:
+                raise AssertionError("an undecodable record was handed out")
+        assert c.position("in", 0) == 0
