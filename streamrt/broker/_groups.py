@@ -382,7 +382,11 @@ class GroupCoordinator:
         group has checked the member; its commits are fenced on the persisted generation."""
         if member_id or group in self._sup.children:
             await self._ask(group, _CheckCommit(member_id, generation))
-        await self.broker.write(wb)
+        # Once submitted, the write lands or fails whatever the caller does; so a cancelled
+        # caller still waits for the outcome (a local, bounded LMDB commit) and learns it:
+        # an exactly-once consumer must know whether to rewind its inputs.
+        with anyio.CancelScope(shield=True):
+            await self.broker.write(wb)
 
     def fetch_offsets(
         self, group: str, partitions: Iterable[tuple[str, int]] | None = None,

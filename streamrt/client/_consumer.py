@@ -625,7 +625,8 @@ class Consumer(GroupMembership):
         raises, or the write is refused because a rebalance replaced this member
         (StaleGeneration), nothing is written and the consumer goes back to its last
         committed positions, so those messages come again (to this member or their new
-        owner)."""
+        owner). So does any other failure of the write (a cancellation that comes while it
+        is being written waits for its outcome)."""
         self._check_open()
         if self.guarantee != "exactly_once":
             raise InvalidArgument(
@@ -651,20 +652,24 @@ class Consumer(GroupMembership):
         if not offsets and not tx._outputs:
             tx.status = "committed"
             return
-        wb = WriteBatch()
-        for (t, p), recs in tx._outputs.items():
-            wb.append(t, p, recs)
-        if offsets:
-            wb.commit(self.group, offsets, self.generation if not self._manual else None)
+        # Any failure from here on (a refused write, a bad output, an unexpected error, a
+        # cancellation before the write was submitted) means nothing was written: rewind, or
+        # the next transaction would commit past inputs that produced no output.
         try:
+            wb = WriteBatch()
+            for (t, p), recs in tx._outputs.items():
+                wb.append(t, p, recs)
+            if offsets:
+                wb.commit(self.group, offsets, self.generation if not self._manual else None)
             await self._broker.groups.write_fenced(
                 self.group, wb, member_id="" if self._manual else self.member_id,
                 generation=-1 if self._manual else self.generation)
-        except StreamrtError as e:
+        except BaseException as e:
             tx.status = "aborted"
             if epoch == self._epoch:
                 self._rewind_to_start()
-            self._fenced(e)
+            if isinstance(e, StreamrtError):
+                self._fenced(e)
             raise
         for t in {t for t, _ in tx._outputs}:
             self._tx_sticky[t] = self._tx_sticky.get(t, 0) + 1

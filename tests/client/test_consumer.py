@@ -281,3 +281,81 @@ async def test_undecodable_key_is_named_and_iteration_raises(broker: sr.Broker) 
             async for _ in c:
                 raise AssertionError("an undecodable record was handed out")
         assert c.position("in", 0) == 0
+
+
+async def test_failed_transaction_write_rewinds(broker: sr.Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    await broker.producer().send_many("in", list(range(5)), partition=0)
+    async with broker.consumer("in", group="eos", guarantee="exactly_once", **FAST) as c:
+        real = broker.groups.write_fenced
+
+        async def broken(*args: object, **kwargs: object) -> None:
+            raise OSError("disk on fire")  # not a StreamrtError
+
+        monkeypatch.setattr(broker.groups, "write_fenced", broken)
+        with pytest.raises(OSError):
+            async with c.transaction() as tx:
+                for m in await c.getmany(timeout=1):
+                    tx.send("out", m.value)
+        assert tx.status == "aborted" and c.position("in", 0) == 0
+
+        # cancelled before the write was submitted: nothing written, so rewound too
+        checking = anyio.Event()
+
+        async def hangs(*args: object, **kwargs: object) -> None:
+            checking.set()
+            await anyio.sleep_forever()
+
+        monkeypatch.setattr(broker.groups, "write_fenced", hangs)
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: _cancel_when(checking, scope))
+                async with c.transaction() as tx:
+                    for m in await c.getmany(timeout=1):
+                        tx.send("out", m.value)
+        assert scope.cancelled_caught and tx.status == "aborted"
+        assert c.position("in", 0) == 0
+        monkeypatch.setattr(broker.groups, "write_fenced", real)
+        async with c.transaction() as tx:
+            assert [m.value for m in await c.getmany(timeout=1)] == list(range(5))
+            for m in await c.getmany(timeout=0):  # (nothing more)
+                tx.send("out", m.value)
+    assert broker.committed("eos")[("in", 0)] == 5
+
+
+async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+async def test_cancel_during_transaction_write_waits_for_its_outcome(
+    broker: sr.Broker, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await broker.producer().send_many("in", list(range(3)), partition=0)
+    writing, release = anyio.Event(), anyio.Event()
+    real = broker.write
+
+    async def slow_write(wb: sr.WriteBatch) -> sr.WriteResult:
+        writing.set()
+        await release.wait()
+        return await real(wb)
+
+    async with broker.consumer("in", group="eos", guarantee="exactly_once", **FAST) as c:
+        monkeypatch.setattr(broker, "write", slow_write)
+        with anyio.fail_after(10):
+            with anyio.CancelScope() as scope:
+
+                async def cancel_then_release() -> None:
+                    await writing.wait()
+                    scope.cancel()  # while the write is in flight
+                    release.set()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(cancel_then_release)
+                    async with c.transaction() as tx:
+                        for m in await c.getmany(timeout=1):
+                            tx.send("out", m.value, partition=0)
+        # the write landed, and the consumer knows it: no rewind, no second output
+        assert tx.status == "committed"
+        assert broker.committed("eos")[("in", 0)] == 3 and broker.high_watermark("out", 0) == 3
+        assert c.position("in", 0) == 3
+        assert await c.getmany(timeout=0) == []
