@@ -8,6 +8,8 @@ process (never Python's ``hash()``).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any, Protocol
 
 import orjson
@@ -29,12 +31,15 @@ class JsonSerde:
         if type(obj) is bytes:
             return obj
         try:
-            return orjson.dumps(obj)
+            out = orjson.dumps(obj)
         except TypeError as e:
             raise InvalidArgument(
                 f"cannot serialise {type(obj).__name__} as JSON ({e}); pass bytes, or choose "
                 f"another serde (value_serde='bytes' | 'str' | an object with dumps/loads)"
             ) from None
+        if b"null" in out:  # orjson writes NaN and infinities as null: refuse, never alter
+            _check_finite(obj)
+        return out
 
     def loads(self, data: bytes) -> Any:
         return orjson.loads(data)
@@ -91,8 +96,31 @@ def key_bytes(key: Any) -> bytes | None:
     if isinstance(key, (bytearray, memoryview)):
         return bytes(key)
     try:
-        return orjson.dumps(key)
+        out = orjson.dumps(key)
     except TypeError:
         raise InvalidArgument(
             f"cannot use a {type(key).__name__} as a key: use str, bytes or a JSON value"
         ) from None
+    if b"null" in out:
+        _check_finite(key, "key")
+    return out
+
+
+def _check_finite(obj: Any, what: str = "value") -> None:
+    """Refuse NaN and infinities anywhere in ``obj``: JSON has no such numbers, and orjson
+    would write them as null, so the value read back would differ from the one sent."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, float):
+            if not math.isfinite(o):
+                raise InvalidArgument(
+                    f"cannot serialise {o!r} in a JSON {what}: JSON has no NaN or infinity "
+                    f"(it would be stored as null); send None or a string instead, or choose "
+                    f"another serde")
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+        elif dataclasses.is_dataclass(o):
+            stack.extend(getattr(o, f.name) for f in dataclasses.fields(o))

@@ -59,7 +59,7 @@ from ..errors import (
 )
 from ..storage import WriteBatch
 from ._membership import GroupMembership, TopicPartition
-from ._producer import _headers
+from ._producer import _headers, _timestamp
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -112,7 +112,8 @@ class ConsumerTransaction:
     ) -> None:
         """Add one output message; it is written, with the input offsets, when the
         transaction's block ends without an error (serialised and partitioned as the
-        producer does: ``output_serde``, murmur2 of the key)."""
+        producer does: ``output_serde``, murmur2 of the key). Arguments are checked here, as
+        ``Producer.send`` checks them: a bad one raises InvalidArgument at this call."""
         if self.status != "open":
             raise InvalidArgument(f"this transaction is {self.status}; start a new one")
         c = self._consumer
@@ -128,8 +129,9 @@ class ConsumerTransaction:
             from ..errors import UnknownPartition
 
             raise UnknownPartition(topic, partition, n)
-        ts = int(time.time() * 1000) if timestamp is None else timestamp
-        self._outputs.setdefault((topic, partition), []).append((k, v, _headers(headers), ts))
+        ts = int(time.time() * 1000) if timestamp is None else _timestamp(timestamp)
+        hs = _headers(headers)  # before the output list exists: a refused send leaves none
+        self._outputs.setdefault((topic, partition), []).append((k, v, hs, ts))
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._outputs.values())

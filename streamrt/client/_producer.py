@@ -146,16 +146,19 @@ class Producer:
     ) -> Delivery:
         """Add one message to its partition's batch without waiting; returns a Delivery to
         ``await`` for its metadata (or ignore, and ``await producer.flush()``)."""
+        # Everything is checked before the message joins a batch: a bad argument fails this
+        # call alone, never the other messages of the partition's batch.
         k = key_bytes(key)
         v = None if value is None else self._serde.dumps(value)
         p = self._partition(topic, k, partition)
-        ts = int(time.time() * 1000) if timestamp is None else timestamp
+        ts = int(time.time() * 1000) if timestamp is None else _timestamp(timestamp)
+        hs = _headers(headers)
         batch = self._open.get((topic, p))
         if batch is None:
             batch = self._open[(topic, p)] = _Batch()
             self._broker.tg.start_soon(self._linger_then_flush, topic, p, batch)
         idx = len(batch.records)
-        batch.records.append((k, v, _headers(headers), ts))
+        batch.records.append((k, v, hs, ts))
         batch.nbytes += (len(v) if v else 0) + (len(k) if k else 0)
         if len(batch.records) >= self.batch_records or batch.nbytes >= self.batch_bytes:
             self._detach(topic, p, batch)
@@ -254,14 +257,43 @@ class Producer:
             await batch.done.wait()
 
 
+MAX_TIMESTAMP = 2**63 - 1
+
+
+def _timestamp(ts: Any) -> int:
+    """A record timestamp, checked: int milliseconds since the epoch, 0 to 2**63 - 1 (Kafka's
+    producer also refuses negative ones)."""
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise InvalidArgument(
+            f"timestamp must be int milliseconds since the epoch (or None for now), got "
+            f"{type(ts).__name__} {ts!r:.60}; from a datetime use int(dt.timestamp() * 1000)")
+    if not 0 <= ts <= MAX_TIMESTAMP:
+        raise InvalidArgument(
+            f"timestamp must be from 0 to 2**63 - 1 milliseconds since the epoch, got {ts}")
+    return int(ts)
+
+
 def _headers(
     headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None,
 ) -> list[tuple[str, bytes | None]]:
-    if not headers:
+    """Headers as stored: a list of ``(str, bytes | None)``; str values are UTF-8 encoded."""
+    if headers is None:
         return []
-    items = headers.items() if isinstance(headers, Mapping) else headers
+    if isinstance(headers, Mapping):
+        items: Iterable[Any] = headers.items()
+    elif isinstance(headers, (str, bytes, bytearray)) or not isinstance(headers, Iterable):
+        raise InvalidArgument(
+            f"headers are a mapping or a list of (name, value) pairs, got "
+            f"{type(headers).__name__} {headers!r:.60}")
+    else:
+        items = headers
     out = []
-    for k, v in items:
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise InvalidArgument(
+                f"headers are (name, value) pairs, got {item!r:.60}: pass e.g. "
+                f"[('trace-id', b'abc')] or {{'trace-id': 'abc'}}")
+        k, v = item
         if not isinstance(k, str):
             raise InvalidArgument(f"header names are str, got {type(k).__name__}")
         if isinstance(v, str):

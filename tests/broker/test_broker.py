@@ -125,6 +125,60 @@ async def test_bad_input(tmp_path: Path) -> None:
             broker.producer(value_serde="xml")
 
 
+@pytest.mark.parametrize("bad", ["2024-01-01", 2**63, 2**70, -5, 1.5, True, float("nan")])
+async def test_bad_timestamp_fails_its_send_alone(tmp_path: Path, bad: Any) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=1)
+        producer = broker.producer(linger=0.05)
+        good = producer.send_soon("t", {"good": 1})  # the same partition's open batch
+        with pytest.raises(errors.InvalidArgument, match="timestamp"):
+            producer.send_soon("t", {"bad": 1}, timestamp=bad)
+        with pytest.raises(errors.InvalidArgument, match="timestamp"):
+            await producer.send("t", {"bad": 1}, timestamp=bad)
+        assert (await good).offset == 0
+        assert [r.value for r in broker.store.read("t", 0, 0)] == [b'{"good":1}']
+        meta = await producer.send("t", 2, timestamp=2**63 - 1)
+        assert meta.timestamp == 2**63 - 1
+        assert broker.store.read("t", 0, 1)[0].timestamp == 2**63 - 1
+        async with broker.consumer("t", group="eos", guarantee="exactly_once",
+                                   auto_offset_reset="earliest") as c:
+            async with c.transaction() as tx:
+                assert len(await c.getmany(timeout=5)) == 2
+                with pytest.raises(errors.InvalidArgument, match="timestamp"):
+                    tx.send("t", 3, timestamp=bad)  # refused at the call, not at commit
+                with pytest.raises(errors.InvalidArgument, match="header"):
+                    tx.send("t", 3, headers=[("a",)])
+            assert tx.status == "committed" and len(tx) == 0
+
+
+@pytest.mark.parametrize("bad", [[("a",)], "abc", b"ab", 5, [("a", b"1", b"2")], ["ab"],
+                                 [(1, b"x")], [("a", 1)], {"a": 1.5}])
+async def test_malformed_headers_are_refused(tmp_path: Path, bad: Any) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=1)
+        producer = broker.producer()
+        with pytest.raises(errors.InvalidArgument, match="header"):
+            await producer.send("t", 1, headers=bad)
+        await producer.send("t", 1, headers=[("a", "x"), ("b", None)])
+        assert broker.store.read("t", 0, 0)[0].headers == [("a", b"x"), ("b", None)]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), {"x": float("inf")}, [1, {"y": [-float("inf")]}]])
+async def test_json_refuses_non_finite_floats(tmp_path: Path, bad: Any) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic("t", partitions=1)
+        producer = broker.producer()
+        with pytest.raises(errors.InvalidArgument, match="NaN or infinity"):
+            await producer.send("t", bad)
+        with pytest.raises(errors.InvalidArgument, match="NaN or infinity"):
+            await producer.send_many("t", [1, bad])
+        with pytest.raises(errors.InvalidArgument, match="NaN or infinity"):
+            await producer.send("t", 1, key=bad)
+        await producer.send("t", {"x": None, "y": [None, 1.5]})  # a real null is fine
+        assert broker.store.read("t", 0, 0)[0].value == b'{"x":null,"y":[null,1.5]}'
+        assert broker.high_watermark("t", 0) == 1
+
+
 async def test_rejected_batch_fails_alone_in_partition_actor(tmp_path: Path) -> None:
     async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
         await broker.create_topic("t", partitions=1)
