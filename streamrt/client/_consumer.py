@@ -45,6 +45,7 @@ import anyio
 
 from .._murmur2 import positive_hash
 from .._serde import Serde, key_bytes, resolve
+from .._settings import count, seconds
 from ..broker._queue_routing import check_pattern, is_pattern, match
 from ..broker._assignors import ASSIGNORS, get_assignor
 from ..errors import (
@@ -181,12 +182,17 @@ class Consumer(GroupMembership):
         if guarantee != "at_least_once" and group is None:
             raise InvalidArgument(
                 f"guarantee={guarantee!r} needs a group: its offsets are committed for one")
-        if not 0 < heartbeat_interval < session_timeout or not rebalance_timeout > 0:
+        session_timeout = seconds("session_timeout", session_timeout, zero_ok=False)
+        heartbeat_interval = seconds("heartbeat_interval", heartbeat_interval, zero_ok=False)
+        rebalance_timeout = seconds("rebalance_timeout", rebalance_timeout, zero_ok=False)
+        if not heartbeat_interval < session_timeout:
             raise InvalidArgument(
-                f"need 0 < heartbeat_interval < session_timeout and rebalance_timeout > 0, got "
-                f"{heartbeat_interval}, {session_timeout}, {rebalance_timeout}")
-        if type(max_poll_records) is not int or max_poll_records < 1:
-            raise InvalidArgument(f"max_poll_records must be an int >= 1, got {max_poll_records!r}")
+                f"heartbeat_interval must be less than session_timeout, got "
+                f"{heartbeat_interval} and {session_timeout}")
+        count("max_poll_records", max_poll_records)
+        auto_commit_interval = seconds("auto_commit_interval", auto_commit_interval)
+        if revoke_timeout is not None:
+            revoke_timeout = seconds("revoke_timeout", revoke_timeout)
         names = (assignors,) if isinstance(assignors, str) else tuple(assignors)
         for n in names:
             get_assignor(n)
@@ -198,9 +204,7 @@ class Consumer(GroupMembership):
         self._plain = tuple(t for t in topics if not is_pattern(t))
         for t in self._plain:
             broker.store.topic(t)  # UnknownTopic now, not at the first fetch
-        if pattern_refresh <= 0:
-            raise InvalidArgument(f"pattern_refresh must be > 0 seconds, got {pattern_refresh!r}")
-        self.pattern_refresh = float(pattern_refresh)
+        self.pattern_refresh = seconds("pattern_refresh", pattern_refresh, zero_ok=False)
         self._pattern_scope = anyio.CancelScope()
         self._broker = broker
         self.topics = self._resolve()
@@ -298,7 +302,17 @@ class Consumer(GroupMembership):
 
     async def _watch_patterns(self) -> None:
         """Pick up topics created (or deleted) since: a group member rejoins, so the leader
-        assigns the new partitions; a standalone consumer adds them (from its reset policy)."""
+        assigns the new partitions; a standalone consumer adds them (from its reset policy).
+        It runs in the broker's task group, so an error is handed to the application (the next
+        call raises it), never let out to stop the broker."""
+        try:
+            await self._watch_patterns_loop()
+        except Exception as e:
+            log.debug("pattern watcher of consumer %r stopped", self.topics, exc_info=True)
+            self._failure = e
+            self._wake()
+
+    async def _watch_patterns_loop(self) -> None:
         with self._pattern_scope:
             while not self._closed:
                 await anyio.sleep(self.pattern_refresh)

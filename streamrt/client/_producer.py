@@ -22,6 +22,7 @@ import anyio
 
 from .._murmur2 import positive_hash
 from .._serde import Serde, key_bytes, resolve
+from .._settings import count, seconds
 from ..errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -113,12 +114,10 @@ class Producer:
     ) -> None:
         if acks not in (0, 1, "all", -1):
             raise InvalidArgument(f"acks must be 0, 1 or 'all', got {acks!r}")
-        if linger < 0 or batch_records < 1 or batch_bytes < 1:
-            raise InvalidArgument("linger must be >= 0 and batch sizes >= 1")
         self._broker = broker
-        self.linger = linger
-        self.batch_records = batch_records
-        self.batch_bytes = batch_bytes
+        self.linger = seconds("linger", linger)
+        self.batch_records = count("batch_records", batch_records)
+        self.batch_bytes = count("batch_bytes", batch_bytes)
         self.acks = acks
         self._serde = resolve(value_serde)
         self._open: dict[tuple[str, int], _Batch] = {}
@@ -220,10 +219,15 @@ class Producer:
         return SentBatch(topic, parts, offsets, now)
 
     async def _linger_then_flush(self, topic: str, p: int, batch: _Batch) -> None:
-        if self.linger:
-            await anyio.sleep(self.linger)
-        else:
-            await anyio.lowlevel.checkpoint()  # let senders in this same moment join
+        # This task runs in the broker's task group: an error escaping it would stop the
+        # broker, so none may (a failed wait just sends the batch now; _flush catches).
+        try:
+            if self.linger:
+                await anyio.sleep(self.linger)
+            else:
+                await anyio.lowlevel.checkpoint()  # let senders in this same moment join
+        except Exception:
+            log.exception("producer linger for %s[%d] failed; sending the batch now", topic, p)
         if self._open.get((topic, p)) is batch:  # not already sent for being full
             self._detach(topic, p, batch)
             await self._flush(topic, p, batch)

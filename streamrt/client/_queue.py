@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._serde import Serde, resolve
-from ..broker._queue_config import MAX_SECONDS, is_seconds
+from ..broker._queue_config import MAX_SECONDS, is_seconds, make_config
 from ..errors import ActorStopped, InvalidArgument, MailboxFull, MessageSettled, QueueClosed
 
 if TYPE_CHECKING:
@@ -175,6 +175,7 @@ class QueueConsumer:
                                   f"got {prefetch!r}")
         if type(ack_batch) is not int or ack_batch < 1:
             raise InvalidArgument(f"ack_batch must be an integer >= 1, got {ack_batch!r}")
+        make_config(settings)  # a bad queue setting fails here, not at open()
         self._broker = broker
         self.name = name
         self.group = group
@@ -327,6 +328,9 @@ class QueueConsumer:
             await self._send_acks()
         except (ActorStopped, QueueClosed) as e:
             log.debug("acks of a closed queue consumer dropped: %s", e)
+        except Exception as e:  # in the broker's task group: never let it stop the broker
+            log.warning("queue %r: buffered acks not sent (%s); their messages will be "
+                        "delivered again", self.name, e)
         finally:
             self._lingering = False
 
