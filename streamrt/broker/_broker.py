@@ -54,6 +54,7 @@ class Broker:
         self._signals: dict[tuple[str, int], anyio.Event] = {}
         self._watchers: dict[tuple[str, int], set[anyio.Event]] = {}
         self._closing = False
+        self._closed = False  # producers flushed; the block is over: clients refuse work
         self._producers: list[Any] = []
         self.groups: Any = None  # the consumer-group coordinator (_groups.py)
         self.queues: Any = None  # the queue-group manager (_queues.py)
@@ -299,6 +300,7 @@ class Broker:
         self._closing = True
         for p in self._producers:
             await p.flush()
+        self._closed = True
 
 
 @asynccontextmanager

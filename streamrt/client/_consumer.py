@@ -36,6 +36,7 @@ message or batch handed out last, until it asks for more). What each guarantee c
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -358,6 +359,11 @@ class Consumer(GroupMembership):
         if self._closed:
             raise ConsumerClosed(f"consumer of {list(self.topics)} (group {self.group!r}) is "
                                  f"closed; open a new one with broker.consumer(...)")
+        if self._broker._closed:
+            raise ConsumerClosed(
+                f"consumer of {list(self.topics)} (group {self.group!r}) belongs to a broker "
+                f"that is closed (its sr.open() block ended); open the broker again and get a "
+                f"new consumer from it")
         if self._failure is not None:
             raise self._failure
 
@@ -431,12 +437,28 @@ class Consumer(GroupMembership):
         self._wake_event.set()
         self._wake_event = anyio.Event()
 
-    async def getmany(self, max_records: int | None = None, timeout: float = 1.0) -> list[Message]:
+    async def getmany(
+        self, max_records: int | None = None, timeout: float | None = 1.0,
+    ) -> list[Message]:
         """Up to ``max_records`` (default ``max_poll_records``) messages from the owned
-        partitions, waiting up to ``timeout`` seconds for any; ``[]`` if none came. Asking
-        again marks the previous batch processed (at-least-once commits it)."""
+        partitions, waiting up to ``timeout`` seconds (None: until some come, or the consumer
+        is closed, as ``QueueConsumer.get``) for any; ``[]`` if none came. Asking again marks
+        the previous batch processed (at-least-once commits it)."""
+        if max_records is None:
+            max_records = self.max_poll_records
+        elif type(max_records) is not int or max_records < 1:
+            raise InvalidArgument(
+                f"max_records must be an integer >= 1 (or None for max_poll_records="
+                f"{self.max_poll_records}), got {max_records!r:.60}")
+        if timeout is None:
+            timeout = math.inf
+        elif (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+              or not timeout >= 0):  # (NaN fails this too)
+            raise InvalidArgument(
+                f"timeout must be a number of seconds >= 0, or None to wait until messages "
+                f"come, got {timeout!r:.60}")
         self._drop_unreturned()  # a getmany caller is done with the iterator's batch too
-        batch = await self._next_batch(max_records or self.max_poll_records, timeout)
+        batch = await self._next_batch(max_records, timeout)
         if batch:
             self._inflight_batch = batch
         return batch
@@ -620,7 +642,7 @@ class Consumer(GroupMembership):
         if self.group is None:
             raise InvalidArgument("a consumer without a group has nothing to commit to; "
                                   "pass group= to broker.consumer()")
-        positions = self._consumed() if offsets is None else dict(offsets)
+        positions = self._consumed() if offsets is None else self._check_offsets(offsets)
         try:
             await self._commit(positions)
         except StreamrtError as e:
@@ -630,6 +652,31 @@ class Consumer(GroupMembership):
             self._inflight_msg = self._inflight_batch = None
             if self._idle_event is not None:
                 self._idle_event.set()
+
+    def _check_offsets(self, offsets: Any) -> dict[TopicPartition, int]:
+        """``commit(offsets)``'s argument, checked: nothing of a wrong one is committed."""
+        if not isinstance(offsets, Mapping):
+            raise InvalidArgument(
+                f"commit() takes {{(topic, partition): next_offset}}, got "
+                f"{type(offsets).__name__} {offsets!r:.60}")
+        out: dict[TopicPartition, int] = {}
+        for tp, off in offsets.items():
+            if not (isinstance(tp, tuple) and len(tp) == 2 and isinstance(tp[0], str)
+                    and type(tp[1]) is int):
+                raise InvalidArgument(
+                    f"commit() keys are (topic, partition) tuples, got {tp!r:.60}: pass "
+                    f"{{('orders', 0): 42}}")
+            if tp not in self._positions:
+                raise InvalidArgument(
+                    f"cannot commit {tp[0]}[{tp[1]}]: it is not assigned to this consumer "
+                    f"(it owns {sorted(self._assignment)}); commit offsets of owned partitions")
+            hw = self._broker.high_watermark(*tp)
+            if type(off) is not int or not 0 <= off <= hw:
+                raise InvalidArgument(
+                    f"cannot commit {off!r:.60} for {tp[0]}[{tp[1]}]: an offset to commit is "
+                    f"the next one to read, an int from 0 to the high watermark {hw}")
+            out[tp] = off
+        return out
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[ConsumerTransaction]:

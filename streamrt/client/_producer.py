@@ -23,7 +23,7 @@ import anyio
 from .._murmur2 import positive_hash
 from .._serde import Serde, key_bytes, resolve
 from .._settings import count, seconds
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, StoreClosed
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -124,6 +124,12 @@ class Producer:
         self._sticky: dict[str, int] = {}
         self._inflight: set[_Batch] = set()
 
+    def _check_open(self) -> None:
+        if self._broker._closed:
+            raise StoreClosed(
+                f"this producer's broker is closed (its sr.open() block ended): open the "
+                f"broker on {self._broker.store.path} again and send with a new producer")
+
     def _partition(self, topic: str, key: bytes | None, partition: int | None) -> int:
         store = self._broker.store
         info = store._topics.get(topic)  # the hot path: one dict lookup per message
@@ -147,6 +153,7 @@ class Producer:
         ``await`` for its metadata (or ignore, and ``await producer.flush()``)."""
         # Everything is checked before the message joins a batch: a bad argument fails this
         # call alone, never the other messages of the partition's batch.
+        self._check_open()
         k = key_bytes(key)
         v = None if value is None else self._serde.dumps(value)
         p = self._partition(topic, k, partition)
@@ -183,6 +190,7 @@ class Producer:
         one durable commit, partitions concurrently. Returns a sequence of each message's
         RecordMetadata, in order (built when indexed; ``.offsets`` and ``.partitions`` are
         plain lists)."""
+        self._check_open()
         vals = [None if v is None else self._serde.dumps(v) for v in values]
         ks = [key_bytes(k) for k in keys] if keys is not None else [None] * len(vals)
         if len(ks) != len(vals):

@@ -492,6 +492,7 @@ class LogStore:
     # ----------------------------------------------------------------- reads
 
     def _check_offset(self, topic: str, partition: int, offset: int) -> tuple[int, int, int]:
+        self._check_open()  # StoreClosed, not lmdb.Error
         _, tid = self._tp(topic, partition)
         if type(offset) is not int:
             raise InvalidArgument(f"an offset is an int, got {type(offset).__name__}")
@@ -589,6 +590,7 @@ class LogStore:
     def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> int | None:
         """The first offset whose record timestamp is >= ``timestamp``; None if there is none
         (Kafka's ListOffsets then answers the high watermark)."""
+        self._check_open()  # StoreClosed, not lmdb.Error
         _, tid = self._tp(topic, partition)
         pfx = _PK.pack(tid, partition)
         with self._data.gate.reading(), self._env.begin(buffers=True) as txn:
@@ -606,6 +608,7 @@ class LogStore:
 
     def committed(self, group: str, topic: str | None = None) -> dict[tuple[str, int], int]:
         """A group's committed offsets, ``{(topic, partition): offset}`` (optionally one topic)."""
+        self._check_open()  # StoreClosed, not lmdb.Error
         prefix = group.encode() + b"\x00"
         want = self._info(topic).topic_id if topic is not None else None
         out: dict[tuple[str, int], int] = {}
@@ -627,6 +630,7 @@ class LogStore:
 
     def groups(self) -> list[str]:
         """Names of groups that have committed offsets or a generation."""
+        self._check_open()  # StoreClosed, not lmdb.Error
         names: set[str] = set()
         with self._data.gate.reading(), self._env.begin() as txn:
             for key in txn.cursor(db=self._dbs["offsets"]).iternext(values=False):
@@ -637,17 +641,20 @@ class LogStore:
 
     def generation(self, group: str) -> int | None:
         """A group's stored generation, if any."""
+        self._check_open()  # StoreClosed, not lmdb.Error
         with self._data.gate.reading(), self._env.begin() as txn:
             raw = txn.get(group.encode(), db=self._dbs["groups"])
         return _I64.unpack(raw)[0] if raw is not None else None
 
     def get(self, key: bytes) -> bytes | None:
         """A state key's value (None if absent)."""
+        self._check_open()  # StoreClosed, not lmdb.Error
         with self._data.gate.reading(), self._env.begin() as txn:
             return txn.get(key, db=self._dbs["state"])
 
     def scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         """State keys starting with ``prefix``, in key order."""
+        self._check_open()  # StoreClosed, not lmdb.Error
         out = []
         with self._data.gate.reading(), self._env.begin() as txn:
             cur = txn.cursor(db=self._dbs["state"])

@@ -359,3 +359,65 @@ async def test_cancel_during_transaction_write_waits_for_its_outcome(
         assert broker.committed("eos")[("in", 0)] == 3 and broker.high_watermark("out", 0) == 3
         assert c.position("in", 0) == 3
         assert await c.getmany(timeout=0) == []
+
+
+async def test_getmany_arguments(broker: sr.Broker) -> None:
+    async with broker.consumer("in", group="g", **FAST) as c:
+        for bad in ("3", 0, -1, 2.0, True):
+            with pytest.raises(errors.InvalidArgument, match="max_records"):
+                await c.getmany(max_records=bad)
+        for bad_timeout in (float("nan"), -1, "1", True):
+            with pytest.raises(errors.InvalidArgument, match="timeout"):
+                await c.getmany(timeout=bad_timeout)
+        await broker.producer().send_many("in", list(range(5)), partition=0)
+        assert len(await c.getmany(max_records=2)) == 2
+
+        # timeout=None waits until messages come, as QueueConsumer.get(timeout=None) does
+        got: list[sr.Message] = []
+
+        async def wait_forever() -> None:
+            got.extend(await c.getmany(max_records=10, timeout=None))
+
+        await c.getmany(max_records=10, timeout=0)  # drain
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_forever)
+            with anyio.fail_after(5):
+                while ("in", 1) not in broker._watchers:  # it is waiting
+                    await anyio.sleep(0.001)
+                await broker.producer().send("in", "late", partition=1)
+        assert [m.value for m in got] == ["late"]
+
+
+async def test_commit_arguments_are_checked(broker: sr.Broker) -> None:
+    await broker.producer().send_many("in", list(range(5)), partition=0)
+    async with broker.consumer("in", group="g", **FAST) as c:
+        await c.getmany(timeout=1)
+        bad_args: list[object] = [
+            {("nope", 0): 3}, {("in", 5): 3}, {"in": 3}, {("in",): 3}, {("in", "0"): 3},
+            {("in", 0): True}, {("in", 0): "3"}, {("in", 0): -1}, {("in", 0): 6}, [("in", 0)],
+            {("in", 0): 2, ("out", 0): 1},  # one bad entry: nothing of it is committed
+        ]
+        for bad in bad_args:
+            with pytest.raises(errors.InvalidArgument, match="commit"):
+                await c.commit(bad)  # type: ignore[arg-type]
+        assert broker.committed("g").get(("in", 0)) in (None, 0)
+        await c.commit({("in", 0): 2})
+        assert broker.committed("g")[("in", 0)] == 2
+
+
+async def test_clients_of_a_closed_broker_say_so(tmp_path: Path) -> None:
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as b:
+        await b.create_topic("t", partitions=1)
+        p = b.producer()
+        await p.send("t", 1)
+        c = b.consumer("t", auto_offset_reset="earliest")
+        await c.start()
+    with pytest.raises(errors.StoreClosed, match="broker is closed"):
+        await p.send("t", 2)
+    with pytest.raises(errors.StoreClosed, match="broker is closed"):
+        p.send_soon("t", 2)
+    with pytest.raises(errors.StoreClosed, match="broker is closed"):
+        await p.send_many("t", [2])
+    with pytest.raises(errors.ConsumerClosed, match="broker that is closed"):
+        await c.getmany(timeout=0.1)
+    await c.close()

@@ -228,6 +228,13 @@ def test_closed_store_refuses(tmp_path) -> None:
     s.close()
     with pytest.raises(errors.StoreClosed):
         s.append_sync("t", 0, [(None, b"x")])
+    # reads too: a typed error saying what to do, never lmdb.Error from inside
+    for read in (lambda: s.read("t", 0, 0), lambda: s.read_raw("t", 0, 0),
+                 lambda: s.offset_for_timestamp("t", 0, 0), lambda: s.committed("g"),
+                 s.groups, lambda: s.generation("g"), lambda: s.get(b"k"),
+                 lambda: s.scan(b"k")):
+        with pytest.raises(errors.StoreClosed, match="closed; open it again"):
+            read()
 
 
 def test_asyncio_backend(tmp_path) -> None:
