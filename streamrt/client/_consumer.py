@@ -568,6 +568,8 @@ class Consumer(GroupMembership):
                 log.warning("%s; continuing at offset %d", e, self._positions[tp])
                 continue
             if not recs:
+                # Nothing, but maybe a gap to move past (compaction removed the tail).
+                self._positions[tp] = recs.next_offset
                 continue
             try:  # the hot path: one comprehension per partition
                 if kloads is None:

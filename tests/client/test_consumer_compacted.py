@@ -33,3 +33,26 @@ async def test_a_consumer_catches_up_past_a_compacted_away_tail(tmp_path: Path) 
             assert [(m.key, m.value) for m in got] == [(b"a", 1)]
             # caught up: an idle long poll now waits for new data and returns nothing
             assert await c.getmany(timeout=0.05) == []
+
+
+@pytest.mark.timeout(30)
+async def test_a_consumer_positioned_inside_the_gap_moves_on(tmp_path: Path) -> None:
+    """A group committed inside what compaction later removed: an empty read's next offset
+    (the high watermark) becomes the position, as Kafka's fetch moves past gaps."""
+    async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
+        await broker.create_topic(
+            "c", 1, config=sr.TopicConfig(cleanup_policy="compact", tombstone_grace_ms=0))
+        p = broker.producer(linger=0)
+        for key, value in (("a", 1), ("b", 1), ("b", None)):
+            await p.send("c", value, key=key)
+        async with broker.consumer("c", group="g", auto_offset_reset="earliest") as c:
+            with anyio.fail_after(15):
+                while c.position("c", 0) < 2:
+                    await c.getmany(timeout=0.05, max_records=1)
+            await c.commit({("c", 0): 2})
+        assert broker.store.compact("c") == 2  # offsets 1 and 2 are gone; the group is at 2
+        async with broker.consumer("c", group="g") as c:
+            with anyio.fail_after(15):
+                while c.lag() != {("c", 0): 0}:
+                    assert await c.getmany(timeout=0.05) == []
+            assert c.position("c", 0) == 3

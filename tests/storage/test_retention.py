@@ -137,6 +137,25 @@ def test_tombstone_removed_only_after_grace(store: sr.LogStore) -> None:
     assert [(r.key, r.value) for r in s.read("c", 0, 0)] == [(b"b", b"2")]
 
 
+def test_read_moves_past_a_compacted_tail(store: sr.LogStore) -> None:
+    s = store
+    s.create_topic_sync("c", 1, sr.TopicConfig(cleanup_policy="compact", tombstone_grace_ms=0))
+    s.append_sync("c", 0, [(b"a", b"1", [], 10)])
+    s.append_sync("c", 0, [(b"b", b"1", [], 10)])
+    s.append_sync("c", 0, [(b"b", None, [], 10)])  # tombstone: b's batches both go
+    assert s.compact(now_ms=1000) == 2
+    assert s.high_watermark("c", 0) == 3
+    first = s.read("c", 0, 0)
+    assert [r.offset for r in first] == [0] and first.next_offset == 3
+    for off in (1, 2, 3):  # from inside the gap: nothing, and on at the watermark
+        recs = s.read("c", 0, off)
+        assert len(recs) == 0 and recs.next_offset == 3
+    # a read cut short by max_records still continues right after what it returned
+    s.append_sync("c", 0, [(b"c", b"1", [], 10), (b"d", b"1", [], 10)])
+    part = s.read("c", 0, 0, max_records=2)
+    assert [r.offset for r in part] == [0, 3] and part.next_offset == 4
+
+
 def test_compact_ignores_delete_topics(store: sr.LogStore) -> None:
     s = store
     s.create_topic_sync("d", 1)
