@@ -221,6 +221,11 @@ class Broker:
                     return True  # deleted meanwhile: let the caller report it
             return False
 
+        if ready():
+            # A checkpoint even so: a caller whose read finds nothing at a position below the
+            # high watermark (a gap) must not loop without letting its deadline fire.
+            await anyio.lowlevel.checkpoint()
+            return True
         with anyio.move_on_after(timeout):
             while not ready():
                 ev = wake if wake is not None else anyio.Event()
