@@ -39,6 +39,7 @@ __all__ = [
     "RebalanceInProgress",
     "UnknownMemberId",
     "IllegalGeneration",
+    "FencedInstanceId",
     "InconsistentGroupProtocol",
     "CoordinatorNotAvailable",
     "UnknownGroup",
@@ -252,6 +253,21 @@ class IllegalGeneration(GroupError, StaleGeneration):
         self.group = group
         self.generation = generation
         self.current = current
+
+
+class FencedInstanceId(GroupError, StaleGeneration):
+    """A static member (Kafka's ``group.instance.id``) was replaced: another consumer joined
+    with the same instance id and took its place, so this one must stop (Kafka's
+    FENCED_INSTANCE_ID, fatal in Kafka clients)."""
+
+    def __init__(self, group: str, instance_id: str, member_id: str) -> None:
+        super().__init__(
+            f"member {member_id!r} of group {group!r} was fenced: another consumer joined with "
+            f"the same group.instance.id {instance_id!r} and replaced it; give every consumer "
+            f"instance its own group.instance.id, and stop this one")
+        self.group = group
+        self.instance_id = instance_id
+        self.member_id = member_id
 
 
 class InconsistentGroupProtocol(GroupError, ValueError):

@@ -26,14 +26,17 @@ The rules, which the table below encodes (every state change goes through it)::
                           group's first join therefore completes at once.
     CompletingRebalance   waiting for the leader's SyncGroup with the assignment; followers'
                           syncs wait for it. The leader's sync makes the group Stable and
-                          answers every waiting sync. A join with new metadata, a leave or an
-                          expired session restarts the rebalance (waiting syncs get
-                          RebalanceInProgress); so does the rebalance timeout passing without
-                          the leader's sync (members that did not sync are removed).
+                          answers every waiting sync. A join with new metadata, a static
+                          member's replacement, a leave or an expired session restarts the
+                          rebalance (waiting syncs get RebalanceInProgress); so does the
+                          rebalance timeout passing without the leader's sync (members that
+                          did not sync are removed).
     Stable                members heartbeat. A new member's join, a known member's join with
-                          other metadata (or the leader's rejoin), a leave or an expired
-                          session starts a rebalance; members learn of it from their next
-                          heartbeat (RebalanceInProgress), embedded members at once.
+                          other metadata (or the leader's rejoin), a static member's
+                          replacement with other metadata or of the leader, a leave or an
+                          expired session starts a rebalance; members learn of it from their
+                          next heartbeat (RebalanceInProgress), embedded members at once. A
+                          static follower's replacement with the same metadata does not.
     Dead                  the coordinator stopped (broker closing or the group's actor
                           restarting), or the group was deleted (only an Empty group can be);
                           every pending request fails with CoordinatorNotAvailable.
@@ -43,6 +46,34 @@ The rules, which the table below encodes (every state change goes through it)::
     Every generation is persisted before any member hears of it, and offset commits are
     fenced on the persisted generation, so a member of an older generation (a zombie) can
     never commit, even across a restart.
+
+Static members (Kafka's KIP-345, ``group.instance.id``) name an instance id that outlives
+their member id, so a restarted consumer takes its old place instead of waiting for the old
+session to expire (static members send no LeaveGroup on close). The group maps each instance
+id to the member id that holds it now::
+
+    join, no member id,   the old member id is retired and the joiner takes its place (its
+    known instance id     subscription, session, leadership and assignment) under a new member
+                          id; the old member's pending join or sync gets FencedInstanceId.
+                          Then by state: Stable, the same metadata and not the leader: no
+                          rebalance, the joiner gets the current generation and its old
+                          assignment from its SyncGroup (Kafka's rule). Stable with other
+                          metadata or replacing the leader (so the new leader runs the next
+                          assignment, knowing it leads), or CompletingRebalance (the leader
+                          may be assigning to the old id): a rebalance. PreparingRebalance:
+                          the joiner counts as rejoined.
+    join, no member id,   a new member, as a dynamic one, holding the instance id.
+    unknown instance id
+    any request naming    FencedInstanceId when the instance id is held by another member id
+    an instance id        (the retired one, or a duplicate consumer); UnknownMemberId when no
+                          member holds it. Heartbeat, join, sync, commit and leave alike.
+    leave by instance id  (LeaveGroup v3+ with no member id) removes the member holding it.
+    session expiry,       as for any member: it is removed (and the instance id freed), and
+    leave                 the group rebalances.
+
+    Replacing a member without a rebalance makes no new generation (Kafka's neither):
+    nothing is persisted, and the retired member id is refused by the group's checks
+    (commits included).
 """
 
 from __future__ import annotations
@@ -58,6 +89,7 @@ from ..errors import (
     CoordinatorNotAvailable,
     IllegalGeneration,
     InconsistentGroupProtocol,
+    FencedInstanceId,
     InvalidArgument,
     NonEmptyGroup,
     RebalanceInProgress,
@@ -78,8 +110,9 @@ log = logging.getLogger("streamrt.broker.groups")
 E, P, C, S, D = (GroupState.EMPTY, GroupState.PREPARING_REBALANCE,
                  GroupState.COMPLETING_REBALANCE, GroupState.STABLE, GroupState.DEAD)
 
-#: (state, event) -> next state. Events: ``rebalance`` (a join that needs one, a leave, an
-#: expired session, a sync timeout), ``joined`` (join phase complete with members),
+#: (state, event) -> next state. Events: ``rebalance`` (a join that needs one, a static
+#: member replacing the leader or with other metadata, a leave, an expired session, a sync
+#: timeout), ``joined`` (join phase complete with members),
 #: ``emptied`` (join phase complete with none left), ``synced`` (the leader's assignment
 #: arrived), ``deleted`` (DeleteGroups), ``shutdown``. A pair missing from the table is a bug, never a user error.
 TRANSITIONS: dict[tuple[GroupState, str], GroupState] = {
@@ -102,7 +135,8 @@ TRANSITIONS: dict[tuple[GroupState, str], GroupState] = {
 @attrs.frozen
 class JoinResult:
     """A JoinGroup answer: the new generation, the chosen protocol, the leader, the member's
-    own id and, for the leader only, every member's ``(member_id, metadata)``."""
+    own id and, for the leader only, every member's ``(member_id, metadata)`` and the
+    ``(member_id, group_instance_id)`` of the static ones among them."""
 
     generation: int
     protocol_type: str
@@ -110,6 +144,7 @@ class JoinResult:
     leader: str
     member_id: str
     members: tuple[tuple[str, bytes], ...]
+    instance_ids: tuple[tuple[str, str], ...] = ()
 
 
 # Outputs: what the driver must do, in order.
@@ -154,6 +189,7 @@ class Member:
     assignment: bytes = b""
     awaiting_join: bool = False
     awaiting_sync: bool = False
+    group_instance_id: str | None = None  # a static member's (KIP-345)
 
     def metadata(self, protocol: str) -> bytes:
         for name, meta in self.protocols:
@@ -168,6 +204,7 @@ class MemberDescription:
     client_id: str
     metadata: bytes
     assignment: bytes
+    group_instance_id: str | None = None
 
 
 @attrs.frozen
@@ -197,6 +234,7 @@ class GroupMachine:
         self.protocol = ""
         self.leader = ""
         self.members: dict[str, Member] = {}
+        self.static: dict[str, str] = {}  # group_instance_id -> member id holding it
         self.phase_deadline = math.inf  # rebalance (join or sync) timeout of the current phase
 
     # ------------------------------------------------------------- helpers
@@ -209,6 +247,17 @@ class GroupMachine:
         if m is None:
             raise UnknownMemberId(self.group, member_id)
         return m
+
+    def _check_instance(self, member_id: str, instance_id: str | None) -> None:
+        """Kafka's static-member check of a request that names an instance id: the id must
+        be held, and by this member (else the member was replaced: fenced)."""
+        if instance_id is None:
+            return
+        holder = self.static.get(instance_id)
+        if holder is None:
+            raise UnknownMemberId(self.group, member_id or f"(instance {instance_id})")
+        if holder != member_id:
+            raise FencedInstanceId(self.group, instance_id, member_id)
 
     def _check_generation(self, generation: int) -> None:
         if generation != self.generation:
@@ -237,9 +286,12 @@ class GroupMachine:
     def join(
         self, now: float, member_id: str, client_id: str, session_timeout: float,
         rebalance_timeout: float, protocol_type: str, protocols: Sequence[tuple[str, bytes]],
+        group_instance_id: str | None = None,
     ) -> tuple[str, list[Output]]:
         """JoinGroup. Returns the member's id (new members get one) and the outputs; the
-        member's join answer is among them now or in a later call's outputs."""
+        member's join answer is among them now or in a later call's outputs. A static
+        member (``group_instance_id``) without a member id replaces the member holding its
+        instance id, if any."""
         self._check_alive()
         if not session_timeout > 0 or not rebalance_timeout > 0:
             raise InvalidArgument(
@@ -262,18 +314,24 @@ class GroupMachine:
                     f"every member (they support {sorted(self._supported())}); configure a "
                     f"common assignor")
         out: list[Output] = []
+        if not member_id and group_instance_id in self.static:
+            return self._replace(now, group_instance_id, client_id, session_timeout,
+                                 rebalance_timeout, protocols, out)
         if not member_id:
-            member_id = f"{client_id or 'member'}-{self._new_id()}"
+            member_id = f"{group_instance_id or client_id or 'member'}-{self._new_id()}"
             m = Member(member_id, client_id, session_timeout, rebalance_timeout, protocol_type,
-                       protocols, now + session_timeout)
+                       protocols, now + session_timeout, group_instance_id=group_instance_id)
             if not self.members:  # an empty group takes its first member's protocol type
                 self.protocol_type = protocol_type
             self.members[member_id] = m
+            if group_instance_id is not None:
+                self.static[group_instance_id] = member_id
             log.info("group %s: member %s joined (state %s)", self.group, member_id,
                      self.state.value)
             m.awaiting_join = True
             self._prepare_rebalance(now, out)
         else:
+            self._check_instance(member_id, group_instance_id)
             m = self._member(member_id)
             m.session_timeout, m.rebalance_timeout = session_timeout, rebalance_timeout
             self._renew(m, now)
@@ -297,10 +355,12 @@ class GroupMachine:
 
     def sync(
         self, now: float, member_id: str, generation: int, assignments: dict[str, bytes] | None,
+        group_instance_id: str | None = None,
     ) -> list[Output]:
         """SyncGroup. The leader passes every member's assignment; the answer (the member's
         assignment) is in the outputs now or when the leader's sync arrives."""
         self._check_alive()
+        self._check_instance(member_id, group_instance_id)
         m = self._member(member_id)
         self._check_generation(generation)
         self._renew(m, now)
@@ -324,10 +384,13 @@ class GroupMachine:
                 out.append(SyncReply(member.member_id, member.assignment))
         return out
 
-    def heartbeat(self, now: float, member_id: str, generation: int) -> None:
+    def heartbeat(self, now: float, member_id: str, generation: int,
+                  group_instance_id: str | None = None) -> None:
         """Heartbeat: renews the member's session, or raises what the member must do
-        (RebalanceInProgress: rejoin; UnknownMemberId: join anew; IllegalGeneration: rejoin)."""
+        (RebalanceInProgress: rejoin; UnknownMemberId: join anew; IllegalGeneration: rejoin;
+        FencedInstanceId: stop, another consumer took this static member's place)."""
         self._check_alive()
+        self._check_instance(member_id, group_instance_id)
         m = self._member(member_id)
         if self.state is P:
             self._renew(m, now)
@@ -335,20 +398,30 @@ class GroupMachine:
         self._check_generation(generation)
         self._renew(m, now)
 
-    def leave(self, now: float, member_id: str) -> list[Output]:
-        """LeaveGroup: the member goes at once (no session timeout to wait for)."""
+    def leave(self, now: float, member_id: str,
+              group_instance_id: str | None = None) -> list[Output]:
+        """LeaveGroup: the member goes at once (no session timeout to wait for). A static
+        member can be named by its instance id alone (an empty ``member_id``), as Kafka's
+        LeaveGroup v3+ allows (an administrator removing it)."""
         self._check_alive()
+        if not member_id and group_instance_id is not None:
+            member_id = self.static.get(group_instance_id, "")
+            if not member_id:
+                raise UnknownMemberId(self.group, f"(instance {group_instance_id})")
+        self._check_instance(member_id, group_instance_id)
         self._member(member_id)
         out: list[Output] = []
         log.info("group %s: member %s left", self.group, member_id)
         self._remove(now, [member_id], out)
         return out
 
-    def check_commit(self, member_id: str, generation: int) -> None:
+    def check_commit(self, member_id: str, generation: int,
+                     group_instance_id: str | None = None) -> None:
         """Whether an OffsetCommit may go ahead (the write itself is fenced on the persisted
         generation). ``generation < 0`` with no member is a standalone commit, allowed only
         while the group has no members."""
         self._check_alive()
+        self._check_instance(member_id, group_instance_id)
         if generation < 0 and not member_id:
             if self.members:
                 raise UnknownMemberId(self.group, member_id or "(none)")
@@ -411,7 +484,7 @@ class GroupMachine:
             MemberDescription(m.member_id, m.client_id,
                               m.metadata(self.protocol) if self.protocol and
                               any(n == self.protocol for n, _ in m.protocols) else b"",
-                              m.assignment)
+                              m.assignment, m.group_instance_id)
             for m in self.members.values())
         return GroupDescription(self.group, self.state.value, self.generation,
                                 self.protocol_type, self.protocol, self.leader, members)
@@ -434,6 +507,43 @@ class GroupMachine:
         order = [n for n, _ in next(iter(self.members.values())).protocols if n in candidates]
         return max(order, key=lambda n: (votes.get(n, 0), -order.index(n)))
 
+    def _replace(
+        self, now: float, instance_id: str, client_id: str, session_timeout: float,
+        rebalance_timeout: float, protocols: list[tuple[str, bytes]], out: list[Output],
+    ) -> tuple[str, list[Output]]:
+        """A static member rejoins without a member id: it takes the place of the member
+        holding its instance id (see the module doc)."""
+        old_id = self.static[instance_id]
+        new_id = f"{instance_id}-{self._new_id()}"
+        m = self.members[old_id]
+        fenced = FencedInstanceId(self.group, instance_id, old_id)
+        if m.awaiting_join:
+            out.append(JoinReply(old_id, error=fenced))
+        if m.awaiting_sync:
+            out.append(SyncReply(old_id, error=fenced))
+        m.awaiting_join = m.awaiting_sync = False
+        # Same place in the join order (which decides protocol-vote ties and the next leader).
+        self.members = {new_id if k == old_id else k: v for k, v in self.members.items()}
+        self.static[instance_id] = new_id
+        was_leader = self.leader == old_id
+        if was_leader:
+            self.leader = new_id
+        same = m.protocols == protocols
+        m.member_id, m.client_id = new_id, client_id
+        m.session_timeout, m.rebalance_timeout = session_timeout, rebalance_timeout
+        m.protocols = protocols
+        self._renew(m, now)
+        log.info("group %s: static member %s (instance %s) replaced %s (state %s)", self.group,
+                 new_id, instance_id, old_id, self.state.value)
+        if self.state is S and same and not was_leader:
+            out.append(JoinReply(new_id, self._result(new_id, leader_view=False)))
+            return new_id, out
+        m.awaiting_join = True
+        if self.state is not P:
+            self._prepare_rebalance(now, out)
+        self._maybe_complete_join(now, out)
+        return new_id, out
+
     def _prepare_rebalance(self, now: float, out: list[Output]) -> None:
         if self.state is C:
             err = RebalanceInProgress(self.group)
@@ -453,6 +563,8 @@ class GroupMachine:
             return
         for mid in member_ids:
             m = self.members.pop(mid)
+            if m.group_instance_id is not None:
+                del self.static[m.group_instance_id]
             err = UnknownMemberId(self.group, mid)
             if m.awaiting_join:
                 out.append(JoinReply(mid, error=err))
@@ -493,9 +605,12 @@ class GroupMachine:
 
     def _result(self, member_id: str, leader_view: bool) -> JoinResult:
         members: tuple[tuple[str, bytes], ...] = ()
+        static: tuple[tuple[str, str], ...] = ()
         if leader_view:
             members = tuple((m.member_id, m.metadata(self.protocol))
                             for m in self.members.values())
+            static = tuple((m.member_id, m.group_instance_id) for m in self.members.values()
+                           if m.group_instance_id is not None)
         return JoinResult(self.generation, self.protocol_type, self.protocol, self.leader,
-                          member_id, members)
+                          member_id, members, static)
 

@@ -92,6 +92,7 @@ class _Join:
     protocol_type: str
     protocols: tuple[tuple[str, bytes], ...]
     slot: _Slot
+    group_instance_id: str | None = None
 
 
 @attrs.frozen
@@ -100,23 +101,27 @@ class _Sync:
     generation: int
     assignments: dict[str, bytes] | None
     slot: _Slot
+    group_instance_id: str | None = None
 
 
 @attrs.frozen
 class _Heartbeat:
     member_id: str
     generation: int
+    group_instance_id: str | None = None
 
 
 @attrs.frozen
 class _Leave:
     member_id: str
+    group_instance_id: str | None = None
 
 
 @attrs.frozen
 class _CheckCommit:
     member_id: str
     generation: int
+    group_instance_id: str | None = None
 
 
 class _Describe:
@@ -138,8 +143,9 @@ _DELETE = _Delete()
 
 def _brief(msg: Any) -> str:
     """A message for the debug log, without the protocol metadata and assignment bytes."""
+    keep = ("member_id", "generation", "group_instance_id")
     fields = {k: v for k, v in attrs.asdict(msg, recurse=False).items()
-              if k in ("member_id", "generation")} if attrs.has(type(msg)) else {}
+              if k in keep} if attrs.has(type(msg)) else {}
     return f"{type(msg).__name__.lstrip('_')} {fields}"
 
 
@@ -181,13 +187,14 @@ class GroupActor(Actor[Any]):
             log.debug("group %s (%s, generation %d): %s", self.group, fsm.state.value,
                       fsm.generation, _brief(msg))
         if type(msg) is _Heartbeat:
-            fsm.heartbeat(now, msg.member_id, msg.generation)
+            fsm.heartbeat(now, msg.member_id, msg.generation, msg.group_instance_id)
         elif type(msg) is _Tick:
             await self._apply(fsm.expire(now))
         elif type(msg) is _Join:
             try:
                 member_id, outs = fsm.join(now, msg.member_id, msg.client_id, msg.session_timeout,
-                                           msg.rebalance_timeout, msg.protocol_type, msg.protocols)
+                                           msg.rebalance_timeout, msg.protocol_type, msg.protocols,
+                                           msg.group_instance_id)
             except StreamrtError as e:
                 log.debug("group %s: %s -> %s", self.group, _brief(msg), type(e).__name__)
                 msg.slot.resolve(error=e)
@@ -199,7 +206,8 @@ class GroupActor(Actor[Any]):
             await self._apply(outs)
         elif type(msg) is _Sync:
             try:
-                outs = fsm.sync(now, msg.member_id, msg.generation, msg.assignments)
+                outs = fsm.sync(now, msg.member_id, msg.generation, msg.assignments,
+                                msg.group_instance_id)
             except StreamrtError as e:
                 log.debug("group %s: %s -> %s", self.group, _brief(msg), type(e).__name__)
                 msg.slot.resolve(error=e)
@@ -210,9 +218,9 @@ class GroupActor(Actor[Any]):
             self.syncs[msg.member_id] = msg.slot
             await self._apply(outs)
         elif type(msg) is _Leave:
-            await self._apply(fsm.leave(now, msg.member_id))
+            await self._apply(fsm.leave(now, msg.member_id, msg.group_instance_id))
         elif type(msg) is _CheckCommit:
-            fsm.check_commit(msg.member_id, msg.generation)
+            fsm.check_commit(msg.member_id, msg.generation, msg.group_instance_id)
         elif type(msg) is _Describe:
             return fsm.describe()
         elif type(msg) is _Delete:
@@ -333,55 +341,66 @@ class GroupCoordinator:
     async def join(
         self, group: str, *, member_id: str = "", client_id: str = "", session_timeout: float,
         rebalance_timeout: float, protocol_type: str, protocols: Sequence[tuple[str, bytes]],
+        group_instance_id: str | None = None,
     ) -> JoinResult:
         """JoinGroup: waits until the rebalance completes (or fails). An empty ``member_id``
-        joins as a new member; the result carries the id to use from then on."""
+        joins as a new member; the result carries the id to use from then on. A static
+        member (Kafka's ``group.instance.id``) joining with an empty ``member_id`` takes the
+        place of the member holding its instance id; the replaced member is fenced
+        (FencedInstanceId)."""
         slot = _Slot()
         await self._send(group, _Join(member_id, client_id, float(session_timeout),
                                       float(rebalance_timeout), protocol_type,
-                                      tuple(protocols), slot))
+                                      tuple(protocols), slot, group_instance_id))
         result: JoinResult = await slot.wait(rebalance_timeout + REPLY_GRACE, group)
         return result
 
     async def sync(
         self, group: str, *, member_id: str, generation: int,
         assignments: Mapping[str, bytes] | None = None, timeout: float = 30.0,
+        group_instance_id: str | None = None,
     ) -> bytes:
         """SyncGroup: the leader passes every member's assignment; every member gets its own
         (opaque bytes; for consumers, Kafka's ConsumerProtocolAssignment)."""
         slot = _Slot()
         await self._send(group, _Sync(member_id, generation,
-                                      dict(assignments) if assignments is not None else None, slot))
+                                      dict(assignments) if assignments is not None else None, slot,
+                                      group_instance_id))
         assignment: bytes = await slot.wait(timeout + REPLY_GRACE, group)
         return assignment
 
-    async def heartbeat(self, group: str, *, member_id: str, generation: int) -> None:
-        """Heartbeat; raises RebalanceInProgress (rejoin), UnknownMemberId (join anew) or
-        IllegalGeneration (rejoin)."""
-        await self._ask(group, _Heartbeat(member_id, generation))
+    async def heartbeat(self, group: str, *, member_id: str, generation: int,
+                        group_instance_id: str | None = None) -> None:
+        """Heartbeat; raises RebalanceInProgress (rejoin), UnknownMemberId (join anew),
+        IllegalGeneration (rejoin) or FencedInstanceId (stop: replaced)."""
+        await self._ask(group, _Heartbeat(member_id, generation, group_instance_id))
 
-    async def leave(self, group: str, *, member_id: str) -> None:
-        """LeaveGroup: the member's partitions are reassigned at once."""
-        await self._ask(group, _Leave(member_id))
+    async def leave(self, group: str, *, member_id: str = "",
+                    group_instance_id: str | None = None) -> None:
+        """LeaveGroup: the member's partitions are reassigned at once. A static member can
+        be named by its ``group_instance_id`` alone."""
+        await self._ask(group, _Leave(member_id, group_instance_id))
 
     async def commit(
         self, group: str, offsets: Mapping[tuple[str, int], int], *, member_id: str = "",
-        generation: int = -1,
+        generation: int = -1, group_instance_id: str | None = None,
     ) -> None:
         """OffsetCommit. A member commits with its id and generation (checked by the group,
         then fenced on the persisted generation in the same write); ``generation=-1`` without
         a member is a standalone commit, refused while the group has members."""
         wb = WriteBatch()
         wb.commit(group, offsets, generation if generation >= 0 else None)
-        await self.write_fenced(group, wb, member_id=member_id, generation=generation)
+        await self.write_fenced(group, wb, member_id=member_id, generation=generation,
+                                group_instance_id=group_instance_id)
 
     async def write_fenced(
         self, group: str, wb: WriteBatch, *, member_id: str = "", generation: int = -1,
+        group_instance_id: str | None = None,
     ) -> None:
         """Write ``wb`` (outputs and offset commits of an exactly-once transaction) after the
         group has checked the member; its commits are fenced on the persisted generation."""
-        if member_id or group in self._sup.children:
-            await self._ask(group, _CheckCommit(member_id, generation))
+        if member_id or group_instance_id is not None or group in self._sup.children:
+            await self._ask(group, _CheckCommit(member_id, generation, group_instance_id))
         # Once submitted, the write lands or fails whatever the caller does; so a cancelled
         # caller still waits for the outcome (a local, bounded LMDB commit) and learns it:
         # an exactly-once consumer must know whether to rewind its inputs.

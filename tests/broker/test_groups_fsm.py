@@ -26,8 +26,8 @@ PROTO = [("range", b"meta")]
 
 
 def join(g: GroupMachine, now: float, member: str = "", protocols=PROTO, session: float = 10.0,
-         rebalance: float = 30.0) -> tuple[str, list]:
-    return g.join(now, member, "client", session, rebalance, "consumer", protocols)
+         rebalance: float = 30.0, instance: str | None = None) -> tuple[str, list]:
+    return g.join(now, member, "client", session, rebalance, "consumer", protocols, instance)
 
 
 def replies(outs: list, kind: type) -> dict:
@@ -200,14 +200,172 @@ def test_shutdown_fails_pending_and_is_dead() -> None:
         g.heartbeat(0.0, a, 1)
 
 
+# ------------------------------------------------------------- static members (KIP-345)
+
+
+def static_pair(now: float = 0.0) -> tuple[GroupMachine, str, str]:
+    """A Stable group of two static members: a (instance "ia", the leader) and b ("ib")."""
+    g = GroupMachine("g")
+    a, _ = join(g, now, instance="ia")
+    g.sync(now, a, 1, {a: b"A"}, "ia")
+    b, _ = join(g, now, instance="ib")
+    _, outs = join(g, now, a, instance="ia")
+    assert set(replies(outs, JoinReply)) == {a, b}
+    g.sync(now, b, 2, None, "ib")
+    g.sync(now, a, 2, {a: b"A2", b: b"B2"}, "ia")
+    assert g.state is GroupState.STABLE and g.leader == a and g.static == {"ia": a, "ib": b}
+    return g, a, b
+
+
+def test_static_member_ids_name_their_instance_and_the_leader_sees_instance_ids() -> None:
+    g = GroupMachine("g")
+    a, outs = join(g, 0.0, instance="ia")
+    assert a.startswith("ia-")
+    (r,) = replies(outs, JoinReply).values()
+    assert r.result.instance_ids == ((a, "ia"),)
+    d = g.describe()
+    assert [(m.member_id, m.group_instance_id) for m in d.members] == [(a, "ia")]
+
+
+def test_static_follower_restart_in_stable_takes_its_place_without_rebalance() -> None:
+    g, a, b = static_pair()
+    b2, outs = join(g, 5.0, instance="ib")  # b restarted: no member id, same metadata
+    assert b2 != b and g.static["ib"] == b2 and b not in g.members
+    assert g.state is GroupState.STABLE and g.generation == 2
+    assert not any(isinstance(o, (Persist, RebalanceStarted)) for o in outs)
+    (r,) = replies(outs, JoinReply).values()
+    assert r.member_id == b2 and r.result.generation == 2 and r.result.leader == a
+    assert r.result.members == ()
+    assert g.sync(5.0, b2, 2, None, "ib") == [SyncReply(b2, b"B2")]  # its old assignment
+    g.heartbeat(5.0, a, 2, "ia")  # the other member is undisturbed
+    # The retired member id is fenced everywhere it names the instance.
+    with pytest.raises(errors.FencedInstanceId):
+        g.heartbeat(5.0, b, 2, "ib")
+    with pytest.raises(errors.FencedInstanceId):
+        g.sync(5.0, b, 2, None, "ib")
+    with pytest.raises(errors.FencedInstanceId):
+        g.check_commit(b, 2, "ib")
+    with pytest.raises(errors.FencedInstanceId):
+        g.leave(5.0, b, "ib")
+    with pytest.raises(errors.FencedInstanceId):
+        join(g, 5.0, b, instance="ib")
+    # Without the instance id it is just a member the group does not know.
+    with pytest.raises(errors.UnknownMemberId):
+        g.heartbeat(5.0, b, 2)
+    g.check_commit(b2, 2, "ib")
+    assert g.state is GroupState.STABLE and set(g.members) == {a, b2}
+
+
+def test_a_fenced_error_is_kafkas_fenced_instance_id() -> None:
+    from streamrt.kafka._errors import error_code
+    from streamrt.kafka._messages import ErrorCode
+
+    g, a, b = static_pair()
+    join(g, 1.0, instance="ib")
+    with pytest.raises(errors.FencedInstanceId) as ei:
+        g.heartbeat(1.0, b, 2, "ib")
+    assert error_code(ei.value) == ErrorCode.FENCED_INSTANCE_ID == 82
+    assert "ib" in str(ei.value) and isinstance(ei.value, errors.StaleGeneration)
+
+
+def test_static_restart_with_other_metadata_rebalances() -> None:
+    g, a, b = static_pair()
+    b2, outs = join(g, 1.0, instance="ib", protocols=[("range", b"other topics")])
+    assert g.state is GroupState.PREPARING_REBALANCE and RebalanceStarted() in outs
+    assert not replies(outs, JoinReply)  # b2 waits for a to rejoin
+    with pytest.raises(errors.RebalanceInProgress):
+        g.heartbeat(1.0, a, 2, "ia")
+    _, outs = join(g, 1.0, a, instance="ia")
+    assert outs.index(Persist(3)) < outs.index(next(o for o in outs if isinstance(o, JoinReply)))
+    r = replies(outs, JoinReply)
+    assert set(r) == {a, b2} and r[a].result.leader == a and r[b2].result.generation == 3
+    assert dict(r[a].result.members)[b2] == b"other topics"
+    assert dict(r[a].result.instance_ids) == {a: "ia", b2: "ib"}
+
+
+def test_static_leader_restart_rebalances_and_the_new_member_leads() -> None:
+    g, a, b = static_pair()
+    a2, outs = join(g, 1.0, instance="ia")
+    assert g.leader == a2 and g.state is GroupState.PREPARING_REBALANCE
+    assert RebalanceStarted() in outs and not replies(outs, JoinReply)
+    with pytest.raises(errors.FencedInstanceId):
+        g.heartbeat(1.0, a, 2, "ia")
+    _, outs = join(g, 1.0, b, instance="ib")
+    r = replies(outs, JoinReply)
+    assert r[a2].result.leader == a2 and {m for m, _ in r[a2].result.members} == {a2, b}
+    assert Persist(3) in outs
+
+
+def test_a_lone_static_member_restarts_at_once() -> None:
+    """The repro of the stall: one static member closes (no LeaveGroup) and restarts."""
+    g = GroupMachine("g")
+    a, _ = join(g, 0.0, instance="ia", session=20.0)
+    g.sync(0.0, a, 1, {a: b"A"}, "ia")
+    a2, outs = join(g, 1.0, instance="ia", session=20.0)
+    r = replies(outs, JoinReply)
+    assert set(r) == {a2} and r[a2].result.generation == 2 and r[a2].result.leader == a2
+    assert outs.index(Persist(2)) < outs.index(r[a2])
+    assert g.sync(1.0, a2, 2, {a2: b"A"}, "ia") == [SyncReply(a2, b"A")]
+    assert list(g.members) == [a2]
+
+
+def test_a_duplicate_instance_fences_the_pending_join_and_sync_of_the_first() -> None:
+    g, a, b = static_pair()
+    join(g, 1.0, a, instance="ia", protocols=[("range", b"new")])  # a rebalance starts
+    assert g.state is GroupState.PREPARING_REBALANCE and g.members[a].awaiting_join
+    a2, outs = join(g, 1.0, instance="ia", protocols=[("range", b"new")])
+    assert isinstance(replies(outs, JoinReply)[a].error, errors.FencedInstanceId)
+    assert g.members[a2].awaiting_join and g.leader == a2
+    _, outs = join(g, 1.0, b, instance="ib")  # every member has rejoined: generation 3
+    r = replies(outs, JoinReply)
+    assert set(r) == {a2, b} and r[a2].result.leader == a2
+    # CompletingRebalance: b waits in sync; its duplicate fences that sync and rebalances.
+    assert g.sync(1.0, b, 3, None, "ib") == []
+    b2, outs = join(g, 1.0, instance="ib")
+    assert isinstance(replies(outs, SyncReply)[b].error, errors.FencedInstanceId)
+    assert g.state is GroupState.PREPARING_REBALANCE and g.static["ib"] == b2
+
+
+def test_static_members_leave_by_member_or_instance_id_and_expire() -> None:
+    g, a, b = static_pair()
+    with pytest.raises(errors.UnknownMemberId):
+        g.leave(1.0, "", "nobody")
+    outs = g.leave(1.0, "", "ib")  # LeaveGroup v3+ naming only the instance
+    assert b not in g.members and "ib" not in g.static and RebalanceStarted() in outs
+    with pytest.raises(errors.UnknownMemberId):  # its instance id is free now
+        g.heartbeat(1.0, b, 2, "ib")
+    _, outs = join(g, 1.0, a, instance="ia")
+    g.sync(1.0, a, 3, {a: b"all"}, "ia")
+    # A static member's session still expires (it sends no LeaveGroup when it closes).
+    outs = g.expire(11.0)
+    assert Persist(4) in outs and g.state is GroupState.EMPTY and g.static == {}
+    with pytest.raises(errors.UnknownMemberId):
+        g.check_commit(a, 3, "ia")
+    # The instance id joins again as a new member.
+    a3, outs = join(g, 12.0, instance="ia")
+    assert g.static == {"ia": a3} and replies(outs, JoinReply)[a3].result.generation == 5
+
+
+def test_a_member_id_that_does_not_hold_the_named_instance_is_refused() -> None:
+    g, a, b = static_pair()
+    with pytest.raises(errors.FencedInstanceId):
+        join(g, 1.0, a, instance="ib")  # a's id, b's instance
+    with pytest.raises(errors.UnknownMemberId):
+        join(g, 1.0, a, instance="unknown")
+    with pytest.raises(errors.FencedInstanceId):
+        g.check_commit("", -1, "ia")  # a standalone commit that names a held instance
+    assert g.state is GroupState.STABLE
+
+
 def test_table_covers_exactly_the_documented_states() -> None:
     assert {s for s, _ in TRANSITIONS} == set(GroupState)
     assert all((s, "shutdown") in TRANSITIONS for s in GroupState)
 
 
 class GroupProtocol(RuleBasedStateMachine):
-    """Random members join, sync, heartbeat, leave and go silent while time passes; after
-    every step the group's invariants hold."""
+    """Random members (dynamic, and static ones that restart under a few instance ids) join,
+    sync, heartbeat, leave and go silent while time passes; after every step the group's
+    invariants hold."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -217,6 +375,10 @@ class GroupProtocol(RuleBasedStateMachine):
         self.gen_seen = 0
         self.known: dict[str, int] = {}  # member -> generation it was told
         self.persisted = 0
+        self.retired: dict[str, str] = {}  # replaced static member id -> its instance id
+
+    def instance(self, m: str) -> str | None:
+        return self.g.members[m].group_instance_id
 
     def apply(self, outs: list) -> None:
         for o in outs:
@@ -233,11 +395,34 @@ class GroupProtocol(RuleBasedStateMachine):
         _, outs = join(self.g, self.now, session=5.0, rebalance=8.0)
         self.apply(outs)
 
+    @rule(instance=st.sampled_from(["i0", "i1", "i2"]), meta=st.sampled_from([b"meta", b"x"]))
+    def static_join(self, instance: str, meta: bytes) -> None:
+        """A static member starts (or restarts, or a duplicate starts) with no member id."""
+        old = self.g.static.get(instance)
+        new, outs = join(self.g, self.now, session=5.0, rebalance=8.0, instance=instance,
+                         protocols=[("range", meta)])
+        if old is not None:
+            self.retired[old] = instance
+            assert old not in self.g.members and self.g.static[instance] == new
+        self.apply(outs)
+
+    @precondition(lambda self: bool(self.retired))
+    @rule(data=st.data())
+    def retired_member_is_refused(self, data: st.DataObject) -> None:
+        m = data.draw(st.sampled_from(sorted(self.retired)))
+        instance = self.retired[m]
+        expected = errors.FencedInstanceId if instance in self.g.static else errors.UnknownMemberId
+        with pytest.raises(expected):
+            self.g.heartbeat(self.now, m, self.known.get(m, -1), instance)
+        with pytest.raises(expected):
+            self.g.check_commit(m, self.known.get(m, -1), instance)
+
     @precondition(lambda self: bool(self.g.members))
     @rule(data=st.data())
     def rejoin(self, data: st.DataObject) -> None:
         m = data.draw(st.sampled_from(sorted(self.g.members)))
-        _, outs = join(self.g, self.now, m, session=5.0, rebalance=8.0)
+        _, outs = join(self.g, self.now, m, session=5.0, rebalance=8.0,
+                       protocols=self.g.members[m].protocols, instance=self.instance(m))
         self.apply(outs)
 
     @precondition(lambda self: bool(self.g.members))
@@ -246,7 +431,7 @@ class GroupProtocol(RuleBasedStateMachine):
         m = data.draw(st.sampled_from(sorted(self.g.members)))
         try:
             self.apply(self.g.sync(self.now, m, self.known.get(m, -1),
-                                   {x: x.encode() for x in self.g.members}))
+                                   {x: x.encode() for x in self.g.members}, self.instance(m)))
         except (errors.RebalanceInProgress, errors.IllegalGeneration):
             pass
 
@@ -255,7 +440,7 @@ class GroupProtocol(RuleBasedStateMachine):
     def heartbeat(self, data: st.DataObject) -> None:
         m = data.draw(st.sampled_from(sorted(self.g.members)))
         try:
-            self.g.heartbeat(self.now, m, self.known.get(m, -1))
+            self.g.heartbeat(self.now, m, self.known.get(m, -1), self.instance(m))
         except (errors.RebalanceInProgress, errors.IllegalGeneration):
             pass
 
@@ -263,7 +448,9 @@ class GroupProtocol(RuleBasedStateMachine):
     @rule(data=st.data())
     def leave(self, data: st.DataObject) -> None:
         m = data.draw(st.sampled_from(sorted(self.g.members)))
-        self.apply(self.g.leave(self.now, m))
+        instance = self.instance(m)
+        by_instance = instance is not None and data.draw(st.booleans())
+        self.apply(self.g.leave(self.now, "" if by_instance else m, instance))
 
     @rule(dt=st.floats(0.1, 10.0))
     def time_passes(self, dt: float) -> None:
@@ -285,6 +472,8 @@ class GroupProtocol(RuleBasedStateMachine):
             assert not any(m.awaiting_join or m.awaiting_sync for m in g.members.values())
         if g.state is GroupState.PREPARING_REBALANCE:
             assert g.phase_deadline < math.inf
+        # Each instance id is held by exactly one member, which names it.
+        assert {i: m for m, x in g.members.items() if (i := x.group_instance_id)} == g.static
 
 
 TestGroupProtocol = GroupProtocol.TestCase
