@@ -491,9 +491,11 @@ class Handlers:
         session = body["session_timeout_ms"] / 1000.0
         rebalance = body.get("rebalance_timeout_ms", -1)
         rebalance = session if rebalance is None or rebalance < 0 else rebalance / 1000.0
+        # protocol_name is nullable from v7 only: before, an error answer carries "" (as
+        # Kafka's JoinGroupResponse sets it), or the answer could not be encoded at all.
         fail = {"throttle_time_ms": 0, "generation_id": -1, "protocol_type": None,
-                "protocol_name": None, "leader": "", "member_id": body.get("member_id") or "",
-                "members": []}
+                "protocol_name": None if version >= 7 else "", "leader": "",
+                "member_id": body.get("member_id") or "", "members": []}
         if not group:
             return {**fail, "error_code": E.INVALID_GROUP_ID}
         if not session > 0:

@@ -243,3 +243,19 @@ async def test_a_fetch_with_an_error_answers_at_once_not_after_max_wait(tmp_path
         with trio.fail_after(5):  # not 30 s: the client must hear OFFSET_OUT_OF_RANGE now
             r = await c.call(FETCH, 11, fetch)
         assert r["responses"][0]["partitions"][0]["error_code"] == 1
+
+
+JOIN = 11
+
+
+@pytest.mark.parametrize("version", [0, 5, 6, 7])
+async def test_a_join_group_error_is_answered_in_every_version(tmp_path: Path, version: int) -> None:
+    """protocol_name is nullable from v7 only: older error answers carry "" (as Kafka's do)."""
+    async with serving(tmp_path) as (broker, port):
+        c = await Client.connect(port)
+        r = await c.call(JOIN, version, {
+            "group_id": "g", "session_timeout_ms": 10_000, "rebalance_timeout_ms": 10_000,
+            "member_id": "nobody", "group_instance_id": None, "protocol_type": "consumer",
+            "protocols": [{"name": "range", "metadata": b""}]})
+        assert r["error_code"] == 25 and r["generation_id"] == -1  # UNKNOWN_MEMBER_ID
+        assert r["protocol_name"] == (None if version >= 7 else "")
