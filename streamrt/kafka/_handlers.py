@@ -505,14 +505,16 @@ class Handlers:
                 group, member_id=body.get("member_id") or "", client_id=caller.client_id,
                 session_timeout=session, rebalance_timeout=rebalance,
                 protocol_type=body.get("protocol_type") or "",
-                protocols=[(p["name"], bytes(p["metadata"])) for p in body.get("protocols") or []])
+                protocols=[(p["name"], bytes(p["metadata"])) for p in body.get("protocols") or []],
+                group_instance_id=_instance_id(body))
         except StreamrtError as e:
             return {**fail, "error_code": error_code(e)}
+        instance_ids = dict(r.instance_ids)
         return {"throttle_time_ms": 0, "error_code": E.NONE, "generation_id": r.generation,
                 "protocol_type": r.protocol_type, "protocol_name": r.protocol,
                 "leader": r.leader, "skip_assignment": False, "member_id": r.member_id,
-                "members": [{"member_id": m, "group_instance_id": None, "metadata": meta}
-                            for m, meta in r.members]}
+                "members": [{"member_id": m, "group_instance_id": instance_ids.get(m),
+                             "metadata": meta} for m, meta in r.members]}
 
     async def sync_group(self, version: int, body: Body, caller: Caller) -> Resp:
         assignments = body.get("assignments") or []
@@ -520,7 +522,7 @@ class Handlers:
             a = await self.broker.groups.sync(
                 body["group_id"], member_id=body["member_id"], generation=body["generation_id"],
                 assignments={x["member_id"]: bytes(x["assignment"]) for x in assignments}
-                if assignments else None)
+                if assignments else None, group_instance_id=_instance_id(body))
         except StreamrtError as e:
             return {"throttle_time_ms": 0, "error_code": error_code(e), "assignment": b"",
                     "protocol_type": body.get("protocol_type"),
@@ -532,25 +534,27 @@ class Handlers:
     async def heartbeat(self, version: int, body: Body, caller: Caller) -> Resp:
         try:
             await self.broker.groups.heartbeat(body["group_id"], member_id=body["member_id"],
-                                               generation=body["generation_id"])
+                                               generation=body["generation_id"],
+                                               group_instance_id=_instance_id(body))
         except StreamrtError as e:
             return {"throttle_time_ms": 0, "error_code": error_code(e)}
         return {"throttle_time_ms": 0, "error_code": E.NONE}
 
     async def leave_group(self, version: int, body: Body, caller: Caller) -> Resp:
         group = body["group_id"]
-        if version >= 3:
-            members = [m["member_id"] for m in body.get("members") or []]
+        if version >= 3:  # a batch; static members may be named by instance id alone
+            members = [(m.get("member_id") or "", _instance_id(m))
+                       for m in body.get("members") or []]
         else:
-            members = [body.get("member_id") or ""]
+            members = [(body.get("member_id") or "", None)]
         results = []
-        for m in members:
+        for m, instance in members:
             code = E.NONE
             try:
-                await self.broker.groups.leave(group, member_id=m)
+                await self.broker.groups.leave(group, member_id=m, group_instance_id=instance)
             except StreamrtError as e:
                 code = error_code(e)
-            results.append({"member_id": m, "group_instance_id": None, "error_code": code})
+            results.append({"member_id": m, "group_instance_id": instance, "error_code": code})
         top = results[0]["error_code"] if version < 3 and results else E.NONE
         return {"throttle_time_ms": 0, "error_code": top, "members": results}
 
@@ -572,7 +576,8 @@ class Handlers:
             try:
                 await self.broker.groups.commit(
                     body["group_id"], good, member_id=body.get("member_id") or "",
-                    generation=-1 if generation is None else generation)
+                    generation=-1 if generation is None else generation,
+                    group_instance_id=_instance_id(body))
             except StreamrtError as e:
                 code = error_code(e)
         return {"throttle_time_ms": 0, "topics": [
@@ -635,7 +640,8 @@ class Handlers:
                          entry["protocol_type"],
                          protocol_data=d.protocol if d.state == "Stable" else "")
             entry["members"] = [
-                {"member_id": m.member_id, "group_instance_id": None, "client_id": m.client_id,
+                {"member_id": m.member_id, "group_instance_id": m.group_instance_id,
+                 "client_id": m.client_id,
                  "client_host": "", "member_metadata": m.metadata,
                  "member_assignment": m.assignment} for m in d.members]
         return {"throttle_time_ms": 0, "groups": out}
@@ -670,6 +676,12 @@ class Handlers:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _instance_id(body: Body) -> str | None:
+    """A request's ``group_instance_id`` (KIP-345): None for a dynamic member, and for
+    versions before the field (the codec fills in its null default)."""
+    return body.get("group_instance_id") or None
 
 
 def _repeated(names: list[str | None]) -> dict[str, bool]:

@@ -10,6 +10,7 @@ checks that a new member resumes exactly at the committed offsets.
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -37,10 +38,10 @@ def _wait(what: str, cond: Callable[[], bool], timeout: float, state: Callable[[
         time.sleep(0.02)  # a polling interval, not a wait for something to happen
 
 
-def _exactly_once(assignments: list[frozenset[int]]) -> bool:
+def _exactly_once(assignments: list[frozenset[int]], partitions: int = PARTITIONS) -> bool:
     """Every partition owned by exactly one of these members, and every member owns some."""
-    return (all(assignments) and sum(map(len, assignments)) == PARTITIONS
-            and frozenset().union(*assignments) == frozenset(range(PARTITIONS)))
+    return (all(assignments) and sum(map(len, assignments)) == partitions
+            and frozenset().union(*assignments) == frozenset(range(partitions)))
 
 
 def _fill(client: str, bootstrap: str, topic: str) -> dict[int, int]:
@@ -180,3 +181,124 @@ def test_commit_restart_resume(streamrt_server: KafkaServer, client: str) -> Non
     # Exactly the records produced after the restart: nothing committed is read again.
     assert sorted(member.consumed) == sorted(placed)
     assert all(o >= (committed.get(p) or 0) for p, o in member.consumed)
+
+
+# ------------------------------------------------------------- static membership (KIP-345)
+
+STATIC_SESSION_MS = 20_000  # long, so a restart that waited for the old session would show
+
+
+def _generations_logged(server: KafkaServer, group: str) -> int:
+    """How many generations the server's group log (INFO) shows for ``group``."""
+    return server.stderr(tail=10**8).count(f"group {group}: generation ")
+
+
+def _describe_instances(bootstrap: str, group: str) -> list[str | None]:
+    """The group_instance_id of each member, from DescribeGroups (confluent's admin client)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    desc = admin.describe_consumer_groups([group])[group].result(TIMEOUT)
+    return sorted(m.group_instance_id for m in desc.members)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_static_member_restart_takes_its_place_at_once(kafka_server: KafkaServer, client: str) -> None:
+    """A static member (group.instance.id) sends no LeaveGroup when it closes; restarted, it
+    replaces its old self at once, not after the session timeout (20 s here), and keeps its
+    partitions; the other member is not disturbed."""
+    bootstrap = kafka_server.bootstrap
+    topic, group = unique(f"static-{client}"), unique(f"static-{client}")
+    create_topic(client, bootstrap, topic, 4)
+    static = {"session_timeout_ms": STATIC_SESSION_MS}
+    a = Member(client, bootstrap, topic, group, "static-a", instance_id="inst-a", **static)
+    b = b2 = None
+    members: list[Member] = [a]
+
+    def states() -> dict[str, object]:
+        return {m.name: (m.assignment, m.error) for m in members}
+
+    try:
+        _wait("a to own the 4 partitions", lambda: a.assignment == frozenset(range(4)), TIMEOUT, states)
+        b = Member(client, bootstrap, topic, group, "static-b", instance_id="inst-b", **static)
+        members.append(b)
+        _wait("a and b to share the partitions",
+              lambda: _exactly_once([a.assignment, b.assignment], 4), TIMEOUT, states)
+        owned_b, owned_a = b.assignment, a.assignment
+        generations = _generations_logged(kafka_server, group)
+        assert kafka_server.target != "streamrt" or generations >= 2, "no group log to check"
+
+        b.close()  # static: no LeaveGroup, its member stays in the group
+        t0 = time.monotonic()
+        b2 = Member(client, bootstrap, topic, group, "static-b-restarted", instance_id="inst-b", **static)
+        members.append(b2)
+        _wait("the restarted b to get its partitions back",
+              lambda: b2.assignment == owned_b, TIMEOUT, states)
+        took = time.monotonic() - t0
+        assert took < 5.0, f"the restarted static member waited {took:.1f}s for its partitions"
+        assert a.assignment == owned_a and a.error is None
+        assert _describe_instances(bootstrap, group) == ["inst-a", "inst-b"]
+        if kafka_server.target == "streamrt":
+            # b's place was taken without a rebalance: no new generation.
+            assert _generations_logged(kafka_server, group) == generations
+    finally:
+        for m in members:
+            try:
+                m.close()
+            except BaseException:
+                pass
+
+
+
+def _fenced_in_kafka_python_log(caplog: pytest.LogCaptureFixture) -> bool:
+    """kafka-python 3.0 does not raise FencedInstanceIdError from poll(): its heartbeat thread
+    logs it (ERROR) and stops heartbeating. Its log is where the test sees the error."""
+    return any(r.name.startswith("kafka.coordinator") and "fenced" in r.getMessage()
+               for r in caplog.records)
+
+
+@pytest.mark.parametrize("client", [
+    "kafka-python",
+    pytest.param("aiokafka", marks=pytest.mark.skip(
+        reason="aiokafka 0.14 does not know FENCED_INSTANCE_ID (82) and heartbeats with "
+               "Heartbeat v1, which has no instance id: the replaced consumer hears "
+               "UNKNOWN_MEMBER_ID, rejoins without a member id and takes the instance back, so "
+               "two such consumers replace each other in turn (against Kafka too)")),
+    "confluent",
+])
+def test_a_second_consumer_with_the_same_instance_id_fences_the_first(
+        kafka_server: KafkaServer, client: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Two live consumers with one group.instance.id (a misconfiguration): the second takes
+    the instance's place and its partitions; the first gets FENCED_INSTANCE_ID, fatal."""
+    caplog.set_level(logging.ERROR, logger="kafka.coordinator")
+    bootstrap = kafka_server.bootstrap
+    topic, group = unique(f"fence-{client}"), unique(f"fence-{client}")
+    create_topic(client, bootstrap, topic, 4)
+    static = {"instance_id": "same-instance", "session_timeout_ms": 10_000}
+    first = Member(client, bootstrap, topic, group, "first", **static)
+    members = [first]
+
+    def states() -> dict[str, object]:
+        return {m.name: (m.assignment, m.error) for m in members}
+
+    try:
+        _wait("the first to own the 4 partitions", lambda: first.assignment == frozenset(range(4)),
+              TIMEOUT, states)
+        second = Member(client, bootstrap, topic, group, "second", **static)
+        members.append(second)
+        _wait("the second to own the 4 partitions", lambda: second.assignment == frozenset(range(4)),
+              TIMEOUT, states)
+        if client == "kafka-python":
+            _wait("the first to hear it is fenced", lambda: _fenced_in_kafka_python_log(caplog),
+                  TIMEOUT, states)
+        else:  # librdkafka raises it as a fatal error from consume()
+            _wait("the first to fail, fenced", lambda: first.error is not None, TIMEOUT, states)
+            assert "fenced" in str(first.error).lower(), first.error
+        assert second.error is None and second.assignment == frozenset(range(4))
+        assert _describe_instances(bootstrap, group) == ["same-instance"]
+    finally:
+        for m in members:
+            try:
+                m.close()
+            except BaseException:
+                pass

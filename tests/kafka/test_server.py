@@ -259,3 +259,62 @@ async def test_a_join_group_error_is_answered_in_every_version(tmp_path: Path, v
             "protocols": [{"name": "range", "metadata": b""}]})
         assert r["error_code"] == 25 and r["generation_id"] == -1  # UNKNOWN_MEMBER_ID
         assert r["protocol_name"] == (None if version >= 7 else "")
+
+
+HEARTBEAT, LEAVE, SYNC, DESCRIBE, OFFSET_COMMIT = 12, 13, 14, 15, 8
+
+
+async def test_static_membership_over_the_wire(tmp_path: Path) -> None:
+    """group_instance_id in JoinGroup v5, Heartbeat/SyncGroup/LeaveGroup v3, OffsetCommit v7
+    and DescribeGroups v4: a restart replaces the old member id, which is then fenced (82);
+    LeaveGroup can name the instance alone."""
+    async with serving(tmp_path) as (broker, port):
+        await broker.create_topic("t")
+        c = await Client.connect(port)
+
+        async def join(member_id: str = "") -> dict[str, Any]:
+            return await c.call(JOIN, 5, {
+                "group_id": "g", "session_timeout_ms": 30_000, "rebalance_timeout_ms": 30_000,
+                "member_id": member_id, "group_instance_id": "pod-1", "protocol_type": "consumer",
+                "protocols": [{"name": "range", "metadata": b"m"}]})
+
+        first = await join()
+        old, gen = first["member_id"], first["generation_id"]
+        assert first["error_code"] == 0 and first["leader"] == old
+        assert first["members"] == [{"member_id": old, "group_instance_id": "pod-1",
+                                     "metadata": b"m"}]
+        sync = {"group_id": "g", "generation_id": gen, "group_instance_id": "pod-1",
+                "assignments": [{"member_id": old, "assignment": b"a"}]}
+        assert (await c.call(SYNC, 3, {**sync, "member_id": old}))["error_code"] == 0
+
+        again = await join()  # the same instance restarted: it takes the old member's place
+        new = again["member_id"]
+        assert again["error_code"] == 0 and new != old
+        who = {"group_id": "g", "generation_id": again["generation_id"],
+               "group_instance_id": "pod-1"}
+        assert (await c.call(SYNC, 3, {**sync, **who, "member_id": new}))["error_code"] == 0
+        assert (await c.call(HEARTBEAT, 3, {**who, "member_id": old}))["error_code"] == 82
+        assert (await c.call(SYNC, 3, {**sync, **who, "member_id": old}))["error_code"] == 82
+        assert (await c.call(HEARTBEAT, 3, {**who, "member_id": new}))["error_code"] == 0
+        commit = await c.call(OFFSET_COMMIT, 7, {
+            "group_id": "g", "generation_id_or_member_epoch": again["generation_id"],
+            "member_id": old, "group_instance_id": "pod-1", "topics": [
+                {"name": "t", "partitions": [{"partition_index": 0, "committed_offset": 0,
+                                              "committed_metadata": None}]}]})
+        assert commit["topics"][0]["partitions"][0]["error_code"] == 82
+        assert (await join(old))["error_code"] == 82
+
+        d = await c.call(DESCRIBE, 4, {"groups": ["g"], "include_authorized_operations": False})
+        members = d["groups"][0]["members"]
+        assert [(m["member_id"], m["group_instance_id"]) for m in members] == [(new, "pod-1")]
+
+        left = await c.call(LEAVE, 3, {"group_id": "g", "members": [
+            {"member_id": old, "group_instance_id": "pod-1"},
+            {"member_id": "", "group_instance_id": "pod-1"},
+            {"member_id": "", "group_instance_id": "pod-1"}]})
+        assert left["error_code"] == 0
+        assert [(m["member_id"], m["group_instance_id"], m["error_code"])
+                for m in left["members"]] == [(old, "pod-1", 82), ("", "pod-1", 0),
+                                              ("", "pod-1", 25)]
+        d = await c.call(DESCRIBE, 4, {"groups": ["g"], "include_authorized_operations": False})
+        assert d["groups"][0]["members"] == [] and d["groups"][0]["group_state"] == "Empty"

@@ -35,30 +35,38 @@ OnRecords = Callable[[list[tuple[int, int]]], None]
 
 
 def run_member(client: str, bootstrap: str, topic: str, group: str, stop: threading.Event,
-               on_assign: OnAssign, on_records: OnRecords, client_id: str = "member") -> dict[int, int | None]:
+               on_assign: OnAssign, on_records: OnRecords, client_id: str = "member",
+               instance_id: str | None = None,
+               session_timeout_ms: int = SESSION_TIMEOUT_MS) -> dict[int, int | None]:
     """Consume ``topic`` in ``group`` until ``stop`` is set, then leave the group (close).
 
     Calls ``on_assign`` with the partitions owned after every poll that changed them and
     ``on_records`` with the (partition, offset) of each committed batch. Returns the group's
     committed offsets of the partitions the member last owned, read just before closing.
+    With ``instance_id`` the member is static (``group.instance.id``): closing sends no
+    LeaveGroup, as in Kafka.
     """
+    args = (bootstrap, topic, group, stop, on_assign, on_records, client_id, instance_id,
+            session_timeout_ms)
     if client == "aiokafka":
-        return asyncio.run(_run_aiokafka(bootstrap, topic, group, stop, on_assign, on_records, client_id))
+        return asyncio.run(_run_aiokafka(*args))
     if client == "kafka-python":
-        return _run_kafka_python(bootstrap, topic, group, stop, on_assign, on_records, client_id)
+        return _run_kafka_python(*args)
     if client == "confluent":
-        return _run_confluent(bootstrap, topic, group, stop, on_assign, on_records, client_id)
+        return _run_confluent(*args)
     raise ValueError(f"unknown client {client!r}")
 
 
 def _run_kafka_python(bootstrap: str, topic: str, group: str, stop: threading.Event,
-                      on_assign: OnAssign, on_records: OnRecords, client_id: str) -> dict[int, int | None]:
+                      on_assign: OnAssign, on_records: OnRecords, client_id: str,
+                      instance_id: str | None, session_timeout_ms: int) -> dict[int, int | None]:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, client_id=client_id,
-                             session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=HEARTBEAT_MS,
-                             auto_offset_reset="earliest", enable_auto_commit=False)
+                             session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=HEARTBEAT_MS,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             group_instance_id=instance_id)
     owned: frozenset[int] = frozenset()
     try:
         while not stop.is_set():
@@ -82,13 +90,15 @@ def _run_kafka_python(bootstrap: str, topic: str, group: str, stop: threading.Ev
 
 
 async def _run_aiokafka(bootstrap: str, topic: str, group: str, stop: threading.Event,
-                        on_assign: OnAssign, on_records: OnRecords, client_id: str) -> dict[int, int | None]:
+                        on_assign: OnAssign, on_records: OnRecords, client_id: str,
+                        instance_id: str | None, session_timeout_ms: int) -> dict[int, int | None]:
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, client_id=client_id,
-                                session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=HEARTBEAT_MS,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+                                session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=HEARTBEAT_MS,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                group_instance_id=instance_id)
     await consumer.start()
     owned: frozenset[int] = frozenset()
     try:
@@ -113,12 +123,16 @@ async def _run_aiokafka(bootstrap: str, topic: str, group: str, stop: threading.
 
 
 def _run_confluent(bootstrap: str, topic: str, group: str, stop: threading.Event,
-                   on_assign: OnAssign, on_records: OnRecords, client_id: str) -> dict[int, int | None]:
+                   on_assign: OnAssign, on_records: OnRecords, client_id: str,
+                   instance_id: str | None, session_timeout_ms: int) -> dict[int, int | None]:
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "client.id": client_id,
-                         "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": HEARTBEAT_MS,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    config = {"bootstrap.servers": bootstrap, "group.id": group, "client.id": client_id,
+              "session.timeout.ms": session_timeout_ms, "heartbeat.interval.ms": HEARTBEAT_MS,
+              "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    if instance_id is not None:
+        config["group.instance.id"] = instance_id
+    consumer = Consumer(config)
     consumer.subscribe([topic])
     owned: frozenset[int] = frozenset()
     try:
@@ -147,7 +161,8 @@ def _run_confluent(bootstrap: str, topic: str, group: str, stop: threading.Event
 class Member:
     """A group member running on a thread; ``close()`` makes it leave the group."""
 
-    def __init__(self, client: str, bootstrap: str, topic: str, group: str, name: str) -> None:
+    def __init__(self, client: str, bootstrap: str, topic: str, group: str, name: str,
+                 instance_id: str | None = None, session_timeout_ms: int = SESSION_TIMEOUT_MS) -> None:
         self.name = name
         self.assignment: frozenset[int] = frozenset()
         self.consumed: list[tuple[int, int]] = []
@@ -156,13 +171,14 @@ class Member:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._args = (client, bootstrap, topic, group)
+        self._static = {"instance_id": instance_id, "session_timeout_ms": session_timeout_ms}
         self._thread = threading.Thread(target=self._run, name=f"member-{name}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
             self.committed = run_member(*self._args, self._stop, self._assigned, self._records,
-                                        client_id=self.name)
+                                        client_id=self.name, **self._static)
         except BaseException as e:  # surfaced by the test through .error / close()
             self.error = e
 
