@@ -254,8 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_options(serve, listen_required=True)
     serve.set_defaults(func=_lazy("._cli.serve", "cmd_serve"))
 
-    # ---- groups (consumer groups: list, describe, reset)
-    groups = commands.add_parser("groups", parents=common_remote, help="list, describe, reset consumer groups",
+    # ---- groups (consumer groups: list, describe, reset, delete)
+    groups = commands.add_parser("groups", parents=common_remote, help="list, describe, reset, delete consumer groups",
                                  description="Inspect consumer groups and move their committed offsets.")
     gactions = groups.add_subparsers(dest="action", metavar="ACTION", required=True)
     glist = gactions.add_parser("list", parents=common_remote, help="list group names",
@@ -283,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only partition P (default: every partition)")
     greset.add_argument("--dry-run", action="store_true", help="show the new offsets, change nothing")
     greset.set_defaults(func=_lazy("._cli.groups", "cmd_reset"))
+    gdel = gactions.add_parser(
+        "delete", parents=common_remote, help="forget a group and its committed offsets",
+        description="Delete a consumer group: its committed offsets and generation (Kafka's "
+                    "DeleteGroups). Over --broker, a group with members is refused; locally "
+                    "no member can run while this command holds the data directory.")
+    gdel.add_argument("group", type=_group_name, help="group name")
+    gdel.set_defaults(func=_lazy("._cli.groups", "cmd_delete"))
 
     # ---- dlq (dead letters: list, inspect, replay)
     dlq = commands.add_parser(

@@ -234,6 +234,11 @@ def test_groups_list_describe_reset(cli: Cli) -> None:
     assert sorted(cli("consume", t, "--group", g).lines) == ["a", "b", "c", "d"]
     missing = cli("groups", "describe", unique("nobody"))
     assert missing.code == 1 and "unknown group" in missing.err
+    gone = cli("groups", "delete", g)
+    assert gone.code == 0 and gone.lines == [f"deleted group {g!r}"]
+    assert g not in cli("groups", "list").lines
+    again = cli("groups", "delete", g)
+    assert again.code == 1 and "unknown group" in again.err
 
 
 def test_remote_reset_refused_while_the_group_has_members(remote: Cli, server: Server) -> None:
@@ -254,6 +259,8 @@ def test_remote_reset_refused_while_the_group_has_members(remote: Cli, server: S
         assert any(f"{t}[0]" in line for line in d.lines if line.startswith("  "))
         r = remote("groups", "reset", g, "-t", t, "--to", "earliest")
         assert r.code == 1 and "has 1 active member" in r.err
+        r = remote("groups", "delete", g)
+        assert r.code == 1 and "has active members" in r.err
     finally:
         follower.send_signal(signal.SIGTERM)
         assert follower.wait(15) == 0

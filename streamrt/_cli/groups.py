@@ -1,12 +1,14 @@
-"""``streamrt groups list|describe|reset``: consumer groups as stored in the data directory.
+"""``streamrt groups list|describe|reset|delete``: consumer groups as stored in the data
+directory.
 
 A group's members live in the process that runs it (its coordinator is an actor there), and
 that process owns the data directory; a CLI command can therefore only see what is stored:
 committed offsets and the generation. ``describe`` renders members too when given a live
 description (:func:`describe`, used by embedding applications and tests).
 
-``reset`` writes the new offsets without a generation fence: with the directory locked by
-this command, no member of the group can be running.
+``reset`` writes the new offsets without a generation fence, and ``delete`` forgets a group
+(its committed offsets and generation): with the directory locked by this command, no member
+of the group can be running.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import datetime
 from ..broker._assignors import decode_assignment
 from ..broker._group_fsm import GroupDescription
 from ..errors import InvalidArgument, UnknownGroup, UnknownPartition
-from ..storage import LogStore, check_topic_name
+from ..storage import LogStore, WriteBatch, check_topic_name
 from ._common import broker_of, open_existing, open_store, print_names, warn
 
 
@@ -156,4 +158,23 @@ def cmd_reset(args: argparse.Namespace) -> int:
             print("dry run: nothing changed")
         else:
             store.commit_sync(args.group, new)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Forget a group: its committed offsets and generation (Kafka's DeleteGroups)."""
+    if broker_of(args):
+        from . import remote_groups
+
+        return remote_groups.groups_delete(args)
+    store = open_store(args.data_dir, create=False, lock_timeout=args.lock_timeout)
+    if store is None:
+        raise UnknownGroup(args.group)
+    with store:
+        if args.group not in store.groups():
+            raise UnknownGroup(args.group)
+        wb = WriteBatch()
+        wb.delete_group(args.group)
+        store.write_sync(wb)
+    print(f"deleted group {args.group!r}")
     return 0

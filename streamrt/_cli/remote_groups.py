@@ -1,4 +1,4 @@
-"""``groups list|describe|reset`` over ``--broker``.
+"""``groups list|describe|reset|delete`` over ``--broker``.
 
 Over the network the group's live side is visible, so ``describe`` shows its state and
 members as well as the committed offsets; Kafka's DescribeGroups does not report the
@@ -137,3 +137,27 @@ async def commit_for(r: Remote, group: str, offsets: dict[TopicPartition, int]) 
     consumer = await r.connect(r.consumer(group), JOIN_TIMEOUT)
     consumer.assign(list(offsets))
     await consumer.commit(offsets)
+
+
+def groups_delete(args: argparse.Namespace) -> int:
+    """``groups delete`` over the broker: Kafka's DeleteGroups, which refuses a group that
+    has members (aiokafka's admin client has no call for it, so the request is sent as is)."""
+    from aiokafka.protocol.admin import DeleteGroupsRequest
+
+    group = args.group
+
+    async def main(r: Remote) -> int:
+        node = await r.admin.find_coordinator(group)
+        resp = await r.admin._send_request_to_node(node, DeleteGroupsRequest([group]))
+        ((_name, code),) = resp.results
+        if code == 69:  # GROUP_ID_NOT_FOUND
+            raise UnknownGroup(group)
+        if code == 68:  # NON_EMPTY_GROUP
+            raise CliError(f"group {group!r} has active members: stop its consumers first, "
+                           f"then run this again")
+        if code:
+            raise CliError(f"the broker refused to delete group {group!r} (Kafka error {code})")
+        print(f"deleted group {group!r}")
+        return 0
+
+    return run(args, main)
