@@ -9,6 +9,7 @@ import pytest
 
 import streamrt as sr
 from streamrt._cli.groups import describe
+from streamrt.broker._group_fsm import GroupDescription, MemberDescription
 from streamrt.cli import main
 
 
@@ -117,3 +118,7 @@ def test_describe_shows_members_of_a_live_group(data: Path) -> None:
     text = anyio.run(run)
     assert "state:       Stable" in text and "consumer/sticky" in text
     assert "(app-1): t[0], t[1]" in text
+    static = GroupDescription("billing", "Stable", 3, "consumer", "range", "m-1",
+                              (MemberDescription("m-1", "app-1", b"", b"", "pod-0"),))
+    with sr.LogStore.open(data, maintenance_interval=None) as store:
+        assert "  m-1 (app-1, instance pod-0): -" in describe(store, "billing", static)

@@ -70,7 +70,9 @@ def describe(store: LogStore, group: str, live: GroupDescription | None = None) 
         for m in live.members:
             parts = decode_assignment(m.assignment) if live.protocol_type == "consumer" else []
             shown = ", ".join(f"{t}[{p}]" for t, p in parts) or "-"
-            lines.append(f"  {m.member_id} ({m.client_id}): {shown}")
+            static = getattr(m, "group_instance_id", None)
+            who = m.client_id + (f", instance {static}" if static else "")
+            lines.append(f"  {m.member_id} ({who}): {shown}")
     header = ("topic", "partition", "committed", "log-end", "lag")
     rows = []
     for (topic, p), off in sorted(store.committed(group).items()):
