@@ -8,6 +8,8 @@ and say what to do next.
 
 from __future__ import annotations
 
+import shlex
+
 __all__ = [
     "StreamrtError",
     "InvalidArgument",
@@ -78,7 +80,7 @@ class UnknownTopic(StreamrtError, LookupError):
     def __init__(self, topic: str) -> None:
         super().__init__(
             f"unknown topic {topic!r}: create it first "
-            f"(streamrt topics create {topic} --partitions N)"
+            f"(streamrt topics create {shlex.quote(str(topic))} --partitions N)"
         )
         self.topic = topic
 

@@ -178,6 +178,8 @@ def test_bad_input_errors(store: sr.LogStore) -> None:
     s.create_topic_sync("t", 2)
     with pytest.raises(errors.UnknownTopic, match="create it first"):
         s.append_sync("nope", 0, [(None, b"x")])
+    # the suggested command is one a shell runs as written (it then names a bad name as such)
+    assert "topics create 'bad name' --partitions N" in str(errors.UnknownTopic("bad name"))
     with pytest.raises(errors.UnknownTopic):
         s.read("nope", 0, 0)
     with pytest.raises(errors.UnknownPartition, match="0 to 1"):
