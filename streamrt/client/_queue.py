@@ -250,6 +250,10 @@ class QueueConsumer:
         self._check()
         if type(max) is not int or max < 1:
             raise InvalidArgument(f"max must be an integer >= 1, got {max!r}")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+                timeout, (int, float)) or not timeout >= 0):  # (NaN fails this too)
+            raise InvalidArgument(f"timeout must be a number of seconds >= 0, or None to wait "
+                                  f"until a message comes, got {timeout!r:.60}")
         slot = self._slot
         inbox = slot.inbox
         if not inbox:

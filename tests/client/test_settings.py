@@ -59,6 +59,14 @@ async def test_queue_settings(broker: sr.Broker, name: str, bad: Any) -> None:
         broker.queues.stats("t")
 
 
+@pytest.mark.parametrize("bad", [NAN, -1, "1", True])
+async def test_queue_get_timeout(broker: sr.Broker, bad: Any) -> None:
+    async with broker.queue("t", group="g") as q:
+        with pytest.raises(errors.InvalidArgument, match="timeout must be a number of seconds"):
+            await q.get(timeout=bad)
+        assert await q.get(timeout=0) == []  # a good call still works
+
+
 async def test_good_settings_are_kept(broker: sr.Broker) -> None:
     p = broker.producer(linger=0, batch_records=1, batch_bytes=10)
     assert (p.linger, p.batch_records, p.batch_bytes) == (0.0, 1, 10)
