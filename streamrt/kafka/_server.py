@@ -4,7 +4,8 @@ Each connection runs a reader (frames in, requests dispatched) and a writer (res
 strictly in request order, as Kafka requires). Requests are handled concurrently (a JoinGroup
 or a long-polling Fetch does not hold up a Heartbeat behind it), up to ``max_in_flight`` per
 connection; Produce requests are submitted to the partitions by the reader itself, in arrival
-order, and only their durability is waited for concurrently. Every limit is checked before
+order, and the writer awaits each one's durability in its turn (no task per request: it could
+not answer any earlier), while the reader goes on submitting. Every limit is checked before
 bytes are buffered: a size prefix beyond the frame limit closes that one connection. A
 malformed request closes its connection too (Kafka does the same); the server and its other
 connections go on.
