@@ -83,7 +83,7 @@ class TimedOperator(BaseOperator):
         self.idle_after: int | None = None
         self.last_seen: dict[int, int] = {}  # partition -> clock when it last delivered
         self.late: list[Batch] = []
-        self.holding = False  # see hold()
+        self.holding = 0  # nested holds (see hold())
 
     def open_parts(self, parts: list[int], idle_after_ms: int | None = None) -> None:
         """The input partitions that feed this operator (each holds the watermark back until it
@@ -165,16 +165,18 @@ class TimedOperator(BaseOperator):
         return []
 
     def hold(self) -> None:
-        """Keep the watermark where it is until :meth:`release`. The runner holds it while it
-        retries a failed batch's elements one by one (``on_error="dead_letter"``): they came
-        as one batch, so each is judged late against the watermark from before that batch,
-        not against one its batch-mates moved."""
-        self.holding = True
+        """Keep the watermark where it is until the matching :meth:`release` (holds nest).
+        The runner holds it while one source batch goes through the graph, so elements that
+        reach this operator by two paths (the two sides of a self-join, the branches of a
+        merge) are judged late against the same watermark; and while it retries a failed
+        batch's elements one by one (``on_error="dead_letter"``), so each is judged against
+        the watermark from before that batch, not one its batch-mates moved."""
+        self.holding += 1
 
     def release(self, part: int) -> list[Batch]:
-        """End :meth:`hold`; what the watermark's catching up closes."""
-        self.holding = False
-        return self._advance(part)
+        """End a :meth:`hold`; what the watermark's catching up closes once none is left."""
+        self.holding -= 1
+        return self._advance(part) if not self.holding else []
 
     def _advance(self, part: int) -> list[Batch]:
         if self.holding:

@@ -119,6 +119,9 @@ class _Plan:
                 self.sinks[n.id] = self._make_sink(n, hold)
             else:
                 self.ops[n.id] = self._make_op(n)
+        # the timed operators, inputs before consumers (see push_source)
+        self.timed = [(n, self.ops[n.id]) for n in self.nodes
+                      if hasattr(self.ops.get(n.id), "hold")]
         self.dlq = TopicSink(broker, app.dlq_topic, hold)
         self.late_sinks = {nid: TopicSink(broker, ref.name, hold) for nid, ref in app.late_routes.items()}
         for n in self.nodes:  # which global input partitions feed each timed operator
@@ -173,6 +176,25 @@ class _Plan:
         return sink
 
     # ------------------------------------------------------------ pushing batches
+
+    def push_source(self, node: Node, batch: Batch) -> None:
+        """Push one source batch through the graph. Timed operators move their watermark
+        once it has gone all the way (in graph order, so what a release closes still meets
+        the held operators downstream): an operator reached by two paths from the source (a
+        self-join of two branches) gets both before its watermark moves."""
+        timed = self.timed
+        for _n, op in timed:
+            op.hold()
+        try:
+            self.push(node, batch)
+        except BaseException:
+            for _n, op in timed:
+                op.holding = 0  # (the task restarts from its checkpoint)
+            raise
+        for n, op in timed:
+            for out in op.release(batch.part):
+                if out.values:
+                    self.push(n, out)
 
     def push(self, node: Node, batch: Batch) -> None:
         for child in self.children[node.id]:
@@ -437,7 +459,7 @@ class PipelineTask(Actor[str]):
                 if vals:
                     got += len(vals)
                     self.idle_since.pop((sid, p), None)
-                    plan.push(node, Batch(vals, None, ts, gp))
+                    plan.push_source(node, Batch(vals, None, ts, gp))
                 elif not reader.bounded:
                     since = self.idle_since.setdefault((sid, p), now)
                     if now - since >= self.app.idle_timeout:

@@ -201,6 +201,37 @@ def test_windowed_join_pairs_equal_keys_in_a_window(tmp_path: Path) -> None:
     assert sorted(_read(tmp_path / "d", "pairs")) == sorted(want)
 
 
+@pytest.mark.parametrize("batch_size", [16, 1000])
+def test_a_self_join_of_two_branches_judges_both_sides_by_one_watermark(
+        tmp_path: Path, batch_size: int) -> None:
+    """Both sides come from one source batch: the join's watermark moves only once both
+    reached it (before, it moved with the first side, and in-order elements of the second
+    were late: 1 pair of 88), and a merge of branches into a window is the same."""
+    rnd = random.Random(1)
+    evs, t = [], 0
+    for i in range(300):
+        t += rnd.choice([50, 100, 1500])
+        evs.append({"id": i, "k": i % 3, "ts": t})
+    left = [e for e in evs if e["id"] % 2 == 0]
+    right = [e for e in evs if e["id"] % 2 == 1]
+    want = sorted((a["id"], b["id"]) for a in left for b in right
+                  if a["k"] == b["k"] and a["ts"] // 2000 == b["ts"] // 2000)
+    app = sr.App("selfjoin", batch_size=batch_size)
+    pairs: list[tuple[int, int]] = []
+    evens, odds = app.stream(evs).key_by(lambda e: e["k"]).branch(lambda e: e["id"] % 2 == 0)
+    (evens.join(odds, window=sr.tumbling(ms=2000), timestamp=lambda e: e["ts"])
+        .sink(lambda p: pairs.append((p[0]["id"], p[1]["id"]))))
+    (evens.map(lambda e: e, name="l").merge(odds.map(lambda e: e, name="r"))
+        .window(sr.tumbling(ms=2000), timestamp=lambda e: e["ts"]).aggregate(n=sr.count())
+        .to("counts"))
+    r = app.run(data_dir=tmp_path / "d")
+    assert r.late == 0 and sorted(pairs) == want
+    counts = Counter()
+    for e in evs:
+        counts[(e["k"], e["ts"] // 2000 * 2000)] += 1
+    assert {(w["key"], w["start"]): w["n"] for w in _read(tmp_path / "d", "counts")} == counts
+
+
 def test_stream_table_join(tmp_path: Path) -> None:
     with sr.open_log(tmp_path / "d", maintenance_interval=None) as log:
         log.create_topic_sync("users", 1)
