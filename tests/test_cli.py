@@ -211,10 +211,12 @@ def test_a_data_dir_that_is_a_file_or_empty_is_refused(tmp_path: Path, capsys) -
                        f"path of a directory (it is created if missing), or move the file "
                        f"away\n"), args
     assert afile.read_text() == "mine"
-    assert main(["--data-dir", str(afile / "sub"), "topics", "create", "t", "-p", "1"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"streamrt: error: cannot create the data directory {afile / 'sub'}: ")
-    assert err.count("\n") == 1
+    for args in (["topics", "create", "t", "-p", "1"], ["topics", "list"], ["groups", "list"]):
+        assert main(["--data-dir", str(afile / "sub"), *args]) == 1, args  # under a file
+        err = capsys.readouterr().err
+        assert err.startswith(f"streamrt: error: {afile} (in {afile / 'sub'}) is a file, not a "
+                              f"data directory"), args
+        assert err.count("\n") == 1
     assert main(["--data-dir", "", "topics", "create", "t", "-p", "1"]) == 2
     assert "--data-dir cannot be empty" in capsys.readouterr().err
 

@@ -184,15 +184,19 @@ def holder_pid(path: str | os.PathLike[str]) -> int | None:
 
 
 def check_path(path: str | os.PathLike[str]) -> None:
-    """Raise a clear error if ``path`` cannot be a data directory: it is empty, or names
-    something that exists and is not a directory (a file, say)."""
+    """Raise a clear error if ``path`` cannot be a data directory: it is empty, or it or the
+    nearest of its parents that exists is not a directory (a file, say)."""
     p = os.fspath(path)
     if not p:
         raise InvalidArgument(
             "the data directory path is empty: give a directory, such as ./data")
-    if os.path.exists(p) and not os.path.isdir(p):
+    here = os.path.abspath(p)
+    while not os.path.exists(here) and os.path.dirname(here) != here:
+        here = os.path.dirname(here)
+    if os.path.exists(here) and not os.path.isdir(here):
+        what = p if here == os.path.abspath(p) else f"{here} (in {p})"
         raise StorageError(
-            f"{p} is a file, not a data directory: give the path of a directory (it is "
+            f"{what} is a file, not a data directory: give the path of a directory (it is "
             f"created if missing), or move the file away")
 
 
