@@ -12,9 +12,9 @@ from typing import Any
 
 from .errors import InvalidArgument
 
-#: The longest duration a setting may have, in seconds (about 31 years): enough for "for
-#: ever", and small enough to stay exact when turned into int64 milliseconds past now.
-MAX_SECONDS = 1e9
+#: The longest duration a setting may have, in seconds: 100 years (queue settings too). Enough
+#: for "for ever", and small enough to stay exact as int64 milliseconds past now.
+MAX_SECONDS = 100 * 365 * 86_400
 
 
 def seconds(name: str, value: Any, *, zero_ok: bool = True) -> float:
@@ -30,7 +30,7 @@ def seconds(name: str, value: Any, *, zero_ok: bool = True) -> float:
             f"{name} must be a finite number of seconds {low}, got {value!r}")
     if value > MAX_SECONDS:
         raise InvalidArgument(
-            f"{name} must be at most {MAX_SECONDS:.0e} seconds (about 31 years), got {value!r}")
+            f"{name} must be at most {MAX_SECONDS} seconds (100 years), got {value!r}")
     return float(value)
 
 

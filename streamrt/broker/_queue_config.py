@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .. import _settings
 from ..errors import InvalidArgument
 from ..storage import check_topic_name
 
@@ -31,7 +32,7 @@ MAX_PRIORITY = 9
 #: bound keeps every deadline a finite float and every stored not-before time (ms since the
 #: epoch) well inside the signed 64-bit field of a lease record; inf or NaN would be stored
 #: as JSON null and make the declaration unreadable.
-MAX_SECONDS = 100 * 365 * 86_400
+MAX_SECONDS = _settings.MAX_SECONDS  # (client settings have the same bound)
 #: The largest count a queue setting accepts (max_deliveries, max_length): what the stored
 #: declaration (JSON, 64-bit integers) can hold.
 MAX_COUNT = 2**63 - 1
