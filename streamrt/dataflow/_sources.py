@@ -18,6 +18,7 @@ so a restart resumes where the last checkpoint left off.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -28,6 +29,8 @@ import attrs
 from .._serde import Serde, resolve
 from ..errors import InvalidArgument, PipelineError
 from ._graph import user_line
+
+log = logging.getLogger(__name__)
 
 
 class SourceReader:
@@ -264,7 +267,14 @@ class FileReader(SourceReader):
     is not a newline); anything else after it is read as new lines. A followed file waits for
     the newline instead, since the writer may be in the middle of the line: the position stays
     before it until the line is complete (a followed run stopped meanwhile leaves it for the
-    next run)."""
+    next run).
+
+    A followed file may be rotated, as logs are: truncated in place (copytruncate), or renamed
+    and created anew. Either way the reader starts the new file from its beginning, as
+    ``tail -F`` does: it notices a file shorter than its position, or another file (inode) at
+    the path; while the path is missing (between the rename and the create) it waits.
+    Lines written to the old file after the reader's last poll and before the rename are not
+    read; a rotation while the app is stopped is noticed only if the new file is shorter."""
 
     def __init__(self, path: str, follow: bool, until_caught_up: bool = False) -> None:
         if not os.path.exists(path):
@@ -275,6 +285,7 @@ class FileReader(SourceReader):
         # a followed file counts as bounded when the run stops once caught up, as topics do
         self.bounded = not follow or until_caught_up
         self._pos = 0
+        self._inode: int | None = None  # of the followed file last read
 
     def positions(self) -> dict[int, int]:
         return {0: self._pos}
@@ -282,8 +293,29 @@ class FileReader(SourceReader):
     def seek(self, positions: dict[int, int]) -> None:
         self._pos = positions.get(0, 0)
 
+    def _rotated(self, f: Any) -> None:
+        st = os.fstat(f.fileno())
+        if self._inode is not None and st.st_ino != self._inode:
+            log.info("source file %s was replaced (rotated): reading the new one from its start",
+                     self.path)
+            self._pos = 0
+        elif st.st_size < self._pos:
+            log.info("source file %s was truncated: reading it again from its start", self.path)
+            self._pos = 0
+        self._inode = st.st_ino
+
     async def read(self, part: int, max_records: int) -> tuple[list[Any], list[int] | None, bool]:
-        with open(self.path, "rb") as f:
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            if not self.follow:
+                raise PipelineError(f"source file {self.path} disappeared while being read"
+                                    ) from None
+            await anyio.sleep(FOLLOW_POLL)  # being rotated: it comes back
+            return [], None, self.bounded
+        with f:
+            if self.follow:
+                self._rotated(f)
             if self._pos:
                 f.seek(self._pos - 1)
                 if f.read(1) != b"\n" and f.read(1) == b"\n":

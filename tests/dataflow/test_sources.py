@@ -132,3 +132,36 @@ def test_a_followed_file_ends_when_the_run_stops_once_caught_up(tmp_path: Path) 
     got: list[Any] = []
     r = _app(p, got, follow=True).run(data_dir=tmp_path / "d", until_caught_up=True)
     assert got == ["a", "b"] and r.records_in == 2  # "c" may still be being written
+
+
+def test_a_followed_file_that_is_rotated_is_read_from_its_new_start(tmp_path: Path) -> None:
+    """As tail -F: copytruncate (shorter than the position), rename + create (another inode),
+    and the moment between the two (no file: wait, do not fail)."""
+    p = tmp_path / "app.log"
+    p.write_bytes(b"old 1\nold 2 is a longer line\n")
+    reader = FileReader(str(p), follow=True)
+
+    def read() -> list[Any]:
+        async def go() -> list[Any]:
+            lines, _, exhausted = await reader.read(0, 100)
+            assert not exhausted
+            return lines
+        return trio.run(go, clock=MockClock(autojump_threshold=0))
+
+    assert read() == ["old 1", "old 2 is a longer line"]
+    p.write_bytes(b"new 1\n")  # truncated in place, then written
+    assert read() == ["new 1"]
+    p.rename(tmp_path / "app.log.1")
+    assert read() == []  # the path is missing for a moment
+    p.write_bytes(b"newer 1\nnewer 2\n" + b"x" * 100 + b"\n")  # a new file, longer than before
+    assert read() == ["newer 1", "newer 2", "x" * 100]
+    assert reader.positions() == {0: p.stat().st_size}
+
+
+def test_a_bounded_file_that_disappears_fails_clearly(tmp_path: Path) -> None:
+    p = tmp_path / "in.log"
+    p.write_bytes(b"a\n")
+    reader = FileReader(str(p), follow=False)
+    p.unlink()
+    with pytest.raises(sr.PipelineError, match="disappeared while being read"):
+        trio.run(reader.read, 0, 10)
