@@ -352,6 +352,28 @@ def test_dlq_list_inspect_replay(remote: Cli, server: Server) -> None:
             ] == ["max_deliveries"]
 
 
+def test_dlq_replay_checks_every_letter_first(remote: Cli, server: Server) -> None:
+    """Over two dead-letter topics of one queue, a letter of the second that cannot go back
+    (its source partition is gone) fails the command before the first's are replayed, and
+    --dry-run says the same, as locally."""
+    src = unique("jobs")
+    remote("topics", "create", src, "-p", "1")
+    for dlq, partition in ((src + ".a.dlq", 0), (src + ".b.dlq", 3)):
+        remote("topics", "create", dlq, "-p", "1")
+        key, value, headers, _ts = dead_letter_record(
+            _Rec(0, b"k", b"v", []), "rejected", src, f"{src}/workers", partition, 1,
+            1_700_000_001_000)
+        asyncio.run(_produce(server.address, dlq, [(key, value, headers)]))
+    for args in (["--dry-run"], []):
+        r = remote("dlq", "replay", src, *args)
+        assert r.code == 1, args
+        assert f"cannot replay: dead letter {src}.b.dlq[0]@0 came from partition 3" in r.err
+        assert "1 of the 2 selected dead letters cannot be replayed" in r.err
+    assert remote("consume", src).lines == []  # nothing was replayed
+    pending = {line.split()[0]: line.split()[2] for line in remote("dlq", "list", src).lines[1:]}
+    assert pending == {src + ".a.dlq": "1", src + ".b.dlq": "1"}
+
+
 def test_dlq_unknown_name(remote: Cli) -> None:
     r = remote("dlq", "inspect", unique("nothing"))
     assert r.code == 1 and "no queue or dead-letter topic named" in r.err

@@ -134,16 +134,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     with _need(args) as store:
         topics = dlq.resolve(store, args.name)
         total, sources, problems = _check_replay(store, topics, args)
-        if problems:
-            for err in problems[:MAX_PROBLEMS_SHOWN]:
-                warn(f"cannot replay: {err}")
-            if len(problems) > MAX_PROBLEMS_SHOWN:
-                warn(f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more that cannot be replayed")
-            raise CliError(
-                f"{len(problems)} of the {plural(total, 'selected dead letter')} cannot be "
-                f"replayed (see above); "
-                + ("a replay would replay none of them" if args.dry_run
-                   else "nothing was replayed"))
+        refuse_unreplayable(problems, total, args.dry_run)
         if not args.dry_run:
             total = 0
             for topic in topics:
@@ -159,6 +150,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {plural(total, 'dead letter')} to {where}")
     return 0
+
+
+def refuse_unreplayable(problems: list[Exception], total: int, dry_run: bool) -> None:
+    """Name each letter that cannot be replayed (up to MAX_PROBLEMS_SHOWN) and fail the
+    command, before anything is replayed; nothing if there are none."""
+    if not problems:
+        return
+    for err in problems[:MAX_PROBLEMS_SHOWN]:
+        warn(f"cannot replay: {err}")
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        warn(f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more that cannot be replayed")
+    raise CliError(
+        f"{len(problems)} of the {plural(total, 'selected dead letter')} cannot be replayed "
+        f"(see above); " + ("a replay would replay none of them" if dry_run
+                            else "nothing was replayed"))
 
 
 def _check_replay(

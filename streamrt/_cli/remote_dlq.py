@@ -34,9 +34,9 @@ from aiokafka import TopicPartition
 
 from ..broker import _queue_dlq as dlq
 from ..broker._queue_state import REASONS
-from ..errors import UnknownPartition, UnknownQueue, UnknownTopic
+from ..errors import UnknownQueue
 from ._common import CliError, plural, write_stdout
-from .dlq import REPLAY_CHUNK, _describe
+from .dlq import REPLAY_CHUNK, _describe, refuse_unreplayable
 from .remote import CONNECT_TIMEOUT, Remote, run
 from .remote_groups import commit_for
 
@@ -197,20 +197,23 @@ def dlq_replay(args: argparse.Namespace) -> int:
         letters = _Letters(r)
         await letters.start()
         topics = await r.topics()
+        # Every selected letter is read and checked first, over all dead-letter topics, so a
+        # letter that cannot go back fails the command with nothing replayed (as locally).
+        selected: list[list[dlq.DeadLetter]] = []
         total = 0
-        sources: Counter[str] = Counter()
-        producer = None
         for topic in await letters.resolve(args.name):
             left = None if args.max is None else args.max - total
             if left == 0:
                 break
             pending = await letters.read(topic, reasons=args.reason, limit=left)
-            for d in pending:
-                _check_source(d, topics)
-            if args.dry_run:
-                total += len(pending)
-                sources.update(d.source_topic for d in pending)
-                continue
+            selected.append(pending)
+            total += len(pending)
+        problems = [err for pending in selected for d in pending
+                    if (err := dlq.letter_problem(d, topics.get(d.source_topic))) is not None]
+        refuse_unreplayable(problems, total, args.dry_run)
+        sources: Counter[str] = Counter(d.source_topic for p in selected for d in p)
+        producer = None
+        for pending in [] if args.dry_run else selected:
             producer = producer or await r.producer()
             for i in range(0, len(pending), REPLAY_CHUNK):
                 chunk = pending[i:i + REPLAY_CHUNK]
@@ -221,26 +224,12 @@ def dlq_replay(args: argparse.Namespace) -> int:
                            for d in chunk]
                 await asyncio.gather(*futures)
                 await _move_floors(r, letters, chunk, args.reason or REASONS)
-                total += len(chunk)
-                sources.update(d.source_topic for d in chunk)
         where = ", ".join(f"{t} ({n})" for t, n in sorted(sources.items())) or "nowhere"
         verb = "would replay" if args.dry_run else "replayed"
         print(f"{verb} {plural(total, 'dead letter')} to {where}")
         return 0
 
     return run(args, main)
-
-
-def _check_source(d: dlq.DeadLetter, topics: dict[str, int]) -> None:
-    n = topics.get(d.source_topic)
-    if n is None:
-        err = UnknownTopic(d.source_topic)
-        err.args = (f"dead letter {d.topic}[{d.partition}]@{d.offset} came from topic "
-                    f"{d.source_topic!r}, which no longer exists: create it again, or "
-                    f"leave the letter in place",)
-        raise err
-    if not 0 <= d.source_partition < n:
-        raise UnknownPartition(d.source_topic, d.source_partition, n)
 
 
 async def _move_floors(r: Remote, letters: _Letters, chunk: Sequence[dlq.DeadLetter],

@@ -214,13 +214,20 @@ def replay_batch(store: LogStore, letters: Sequence[DeadLetter], now_ms: int) ->
 def source_problem(store: LogStore, d: DeadLetter) -> UnknownTopic | UnknownPartition | None:
     """Why ``d`` cannot be replayed (its source topic or partition is gone), as the error to
     raise, naming the letter and saying what to do; None if it can be."""
+    has = store.has_topic(d.source_topic)
+    return letter_problem(d, store.topic(d.source_topic).partitions if has else None)
+
+
+def letter_problem(d: DeadLetter, partitions: int | None) -> UnknownTopic | UnknownPartition | None:
+    """:func:`source_problem`, given how many partitions ``d``'s source topic has now (None:
+    it is gone); for callers that know the topics another way (over the network)."""
     where = f"dead letter {d.topic}[{d.partition}]@{d.offset}"
-    if not store.has_topic(d.source_topic):
+    if partitions is None:
         err: UnknownTopic | UnknownPartition = UnknownTopic(d.source_topic)
         err.args = (f"{where} came from topic {d.source_topic!r}, which no longer exists: "
                     f"create it again, or leave the letter in place",)
         return err
-    n = store.topic(d.source_topic).partitions
+    n = partitions
     if not 0 <= d.source_partition < n:
         err = UnknownPartition(d.source_topic, d.source_partition, n)
         err.args = (f"{where} came from partition {d.source_partition} of topic "
