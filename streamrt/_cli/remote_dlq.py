@@ -83,6 +83,10 @@ class _Letters:
                 batch = await self.consumer.getmany(tp, timeout_ms=POLL_MS, max_records=5_000)
                 recs = batch.get(tp, [])
                 if not recs:
+                    moved = await self.consumer.position(tp)  # past a gap compaction left
+                    if moved > pos:
+                        pos, idle_since = moved, time.monotonic()
+                        continue
                     if time.monotonic() - idle_since > STALL_TIMEOUT:
                         raise CliError(f"the broker at {self.r.address} sent nothing from "
                                        f"{topic}[{p}] at offset {pos} (it holds {start} to "

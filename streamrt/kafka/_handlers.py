@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ import attrs
 
 from ..errors import DuplicateSequence, InvalidArgument, InvalidTopicName, StreamrtError
 from ..storage import TopicConfig, WriteBatch
-from ..storage._codec import parse_header
+from ..storage._codec import batch_end, empty_batch, parse_header
 from ..storage._store import MAX_PARTITIONS
 from ..storage._types import check_topic_name
 from ._messages import ErrorCode as E
@@ -423,6 +424,8 @@ class Handlers:
                     if limit <= 0 and total > 0:
                         continue
                     batches = store.read_raw(name, idx, off, max(limit, 1))
+                    if not batches or batch_end(batches[-1]) <= off:  # off is in a gap
+                        batches = self._past_gap(name, idx, off, hw, max(limit, 1))
                 except StreamrtError as e:
                     entry["error_code"] = error_code(e)
                     continue
@@ -432,6 +435,18 @@ class Handlers:
         if total == 0 and any(p["error_code"] for t in out for p in t["partitions"]):
             total = -1  # an error to report: answer now, as Kafka does, not after max_wait
         return out, total
+
+    def _past_gap(self, name: str, idx: int, off: int, hw: int, limit: int) -> list[bytes]:
+        """Fetch from an offset that no stored batch reaches, although the high watermark
+        ``hw`` (read before) is past it: compaction removed the records there. If a later
+        batch holds records, serve from it; if compaction removed the partition's tail, answer
+        an empty batch spanning up to ``hw``, as Kafka's cleaner leaves one, so clients move
+        on instead of fetching the same offset for ever."""
+        store = self.broker.store
+        later = store.read(name, idx, off, max_records=1)
+        if len(later):
+            return store.read_raw(name, idx, later[0].offset, limit)
+        return [empty_batch(off, hw - 1 - off, int(time.time() * 1000))]
 
     async def list_offsets(self, version: int, body: Body, caller: Caller) -> Resp:
         store = self.broker.store

@@ -106,6 +106,22 @@ def check_batch(buf: bytes | memoryview) -> BatchHeader:
     return h
 
 
+def empty_batch(base_offset: int, last_offset_delta: int, timestamp: int) -> bytes:
+    """A RecordBatch v2 with no records spanning ``last_offset_delta + 1`` offsets: what
+    Kafka's log cleaner leaves where compaction removed a batch's every record, so that
+    consumers reading past it move on to ``base_offset + last_offset_delta + 1``."""
+    body = HEADER.pack(base_offset, HEADER_SIZE - LENGTH_OVERHEAD, 0, 2, 0, 0, last_offset_delta,
+                       timestamp, timestamp, -1, -1, -1, 0)
+    crc = crc32c.crc32c(body[CRC_START:])
+    return body[:17] + struct.pack(">I", crc) + body[CRC_START:]
+
+
+def batch_end(buf: bytes | memoryview) -> int:
+    """The offset after a stored batch's last one (its base offset plus the offsets it spans)."""
+    h = parse_header(buf)
+    return h.base_offset + h.last_offset_delta + 1
+
+
 def rebase(buf: bytes, base_offset: int) -> bytes:
     """Return the batch with its base offset set (outside the CRC, so the CRC stays valid)."""
     return _OFFSET.pack(base_offset) + buf[8:]

@@ -8,6 +8,7 @@ the three real clients are exercised against a subprocess in test_clients_*.py.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from streamrt.kafka import decode_response, encode_request
 from streamrt.kafka._handlers import ServerConfig
 from streamrt.kafka._server import KafkaServer
 from streamrt.storage import build_batch
+from streamrt.storage._codec import parse_header
 
 pytestmark = pytest.mark.anyio
 
@@ -243,6 +245,80 @@ async def test_a_fetch_with_an_error_answers_at_once_not_after_max_wait(tmp_path
         with trio.fail_after(5):  # not 30 s: the client must hear OFFSET_OUT_OF_RANGE now
             r = await c.call(FETCH, 11, fetch)
         assert r["responses"][0]["partitions"][0]["error_code"] == 1
+
+
+def _records_of(part: dict[str, Any]) -> list[Any]:
+    raw = part["records"]
+    raw = b"".join(raw) if isinstance(raw, list) else bytes(raw or b"")
+    out, pos = [], 0
+    while pos < len(raw):
+        h = parse_header(raw[pos:])
+        out.append(h)
+        pos += h.size
+    return out
+
+
+async def test_a_fetch_inside_a_gap_compaction_left_moves_clients_on(tmp_path: Path) -> None:
+    """Compaction removed the tail (b and its tombstone) of c, and everything of e: a fetch
+    from inside such a gap gets an empty batch reaching the high watermark, as Kafka's
+    cleaner leaves one (clients fetched the same offset for ever); with a later batch, and a
+    byte limit that a first batch ending before the offset fills, it gets the later batch."""
+    async with serving(tmp_path) as (broker, port):
+        cfg = sr.TopicConfig(cleanup_policy="compact", tombstone_grace_ms=0)
+        for t in ("c", "e", "m"):
+            await broker.create_topic(t, config=cfg)
+        for t, recs in (("c", [(b"a", b"1"), (b"b", b"1"), (b"b", None)]),
+                        ("e", [(b"a", b"1"), (b"a", None)]),
+                        ("m", [(b"a", b"1"), (b"b", b"1"), (b"b", None), (b"c", b"1")])):
+            for key, value in recs:
+                await broker.produce(t, 0, [(key, value, [], 10)])
+            broker.store.compact(t, now_ms=1000)  # tombstones past their grace
+        c = await Client.connect(port)
+
+        async def fetch(topic: str, offset: int, max_bytes: int = 1 << 20) -> list[Any]:
+            r = await c.call(FETCH, 11, {
+                "max_wait_ms": 0, "min_bytes": 1, "max_bytes": max_bytes, "isolation_level": 0,
+                "topics": [{"topic": topic, "partitions": [
+                    {"partition": 0, "fetch_offset": offset, "partition_max_bytes": max_bytes}]}]})
+            part = r["responses"][0]["partitions"][0]
+            assert part["error_code"] == 0
+            return _records_of(part)
+
+        (tail,) = await fetch("c", 1)
+        assert (tail.base_offset, tail.last_offset_delta, tail.record_count) == (1, 1, 0)
+        (whole,) = await fetch("e", 0)
+        assert (whole.base_offset, whole.last_offset_delta, whole.record_count) == (0, 1, 0)
+        (later,) = await fetch("m", 1, max_bytes=1)  # the batch of a fills 1 byte
+        assert (later.base_offset, later.record_count) == (3, 1)
+        assert [h.base_offset for h in await fetch("c", 0)] == [0]  # no gap reached: as stored
+
+
+async def test_a_kafka_client_reads_to_the_end_past_a_compacted_tail(tmp_path: Path) -> None:
+    async with serving(tmp_path) as (broker, port):
+        await broker.create_topic(
+            "c", config=sr.TopicConfig(cleanup_policy="compact", tombstone_grace_ms=0))
+        for key, value in ((b"a", b"1"), (b"b", b"1"), (b"b", None)):
+            await broker.produce("c", 0, [(key, value, [], 10)])
+        assert broker.store.compact("c", now_ms=1000) == 2
+
+        def consume() -> tuple[list[bytes], int]:
+            from kafka import KafkaConsumer, TopicPartition
+
+            consumer = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{port}",
+                                     enable_auto_commit=False)
+            try:
+                tp = TopicPartition("c", 0)
+                consumer.assign([tp])
+                consumer.seek_to_beginning(tp)
+                got: list[bytes] = []
+                deadline = time.monotonic() + 20
+                while consumer.position(tp) < 3 and time.monotonic() < deadline:
+                    got += [m.value for ms in consumer.poll(200).values() for m in ms]
+                return got, consumer.position(tp)
+            finally:
+                consumer.close()
+
+        assert await trio.to_thread.run_sync(consume) == ([b"1"], 3)
 
 
 JOIN = 11
