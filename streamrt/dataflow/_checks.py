@@ -8,6 +8,8 @@ a step whose results go nowhere; ``fingerprint`` is what a checkpoint records of
 
 from __future__ import annotations
 
+import os
+
 import attrs
 import orjson
 
@@ -52,12 +54,18 @@ def dangling_steps(app: App) -> list[Node]:
 
 
 def check_graph(app: App) -> None:
-    """Refuse an app that could not do what it says: no sink at all, or a step whose
-    results go nowhere."""
+    """Refuse an app that could not do what it says: no sink at all, a file to read that is
+    not there, or a step whose results go nowhere."""
     if not app.sinks:
         raise InvalidArgument(
             f"app {app.name!r} has no pipeline with a sink: end a stream with .to(topic), "
             f".sink(fn), .print() or .to_file(path)")
+    for n in walk(app):  # a missing input is a setup error, not a crash to retry
+        if n.kind == "source" and n.args["source"] == "file" and not n.args["follow"]:
+            if not os.path.isfile(n.args["path"]):
+                raise InvalidArgument(
+                    f"source {n.id!r}: no file {n.args['path']} to read (a followed file, "
+                    f"sr.file(path, follow=True), may appear later)")
     for n in dangling_steps(app):
         fn = n.args.get("fn") or n.args.get("key")
         raise InvalidArgument(

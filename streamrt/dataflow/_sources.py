@@ -277,7 +277,7 @@ class FileReader(SourceReader):
     read; a rotation while the app is stopped is noticed only if the new file is shorter."""
 
     def __init__(self, path: str, follow: bool, until_caught_up: bool = False) -> None:
-        if not os.path.exists(path):
+        if not follow and not os.path.exists(path):  # (a followed file may come later)
             raise InvalidArgument(f"source file {path} does not exist")
         self.path = path
         self.parts = [0]

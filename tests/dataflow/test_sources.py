@@ -165,3 +165,19 @@ def test_a_bounded_file_that_disappears_fails_clearly(tmp_path: Path) -> None:
     p.unlink()
     with pytest.raises(sr.PipelineError, match="disappeared while being read"):
         trio.run(reader.read, 0, 10)
+
+
+def test_a_missing_file_is_a_setup_error_but_a_followed_one_is_waited_for(tmp_path: Path) -> None:
+    got: list[Any] = []
+    with pytest.raises(sr.errors.InvalidArgument, match=r"source 'log': no file .*nope.log to read"):
+        _app(tmp_path / "nope.log", got).run(data_dir=tmp_path / "d")
+    later = tmp_path / "later.log"
+    reader = FileReader(str(later), follow=True)
+
+    async def read() -> list[Any]:
+        lines, _, _ = await reader.read(0, 10)
+        return lines
+
+    assert trio.run(read, clock=MockClock(autojump_threshold=0)) == []
+    later.write_bytes(b"first\n")
+    assert trio.run(read, clock=MockClock(autojump_threshold=0)) == ["first"]
