@@ -23,14 +23,19 @@ def _later() -> int:
 
 # Without the fix getmany spins without yielding, so anyio's deadline never fires: the
 # pytest-timeout bound is what fails it (quickly).
+async def _a_b_and_b_deleted(broker: sr.Broker) -> None:
+X
+    await broker.create_topic(
+        "c", 1, config=sr.TopicConfig(cleanup_policy="compact", tombstone_grace_ms=0))
+    p = broker.producer(linger=0)
+    for key, value in (("a", 1), ("b", 1), ("b", None)):
+        await p.send("c", value, key=key)
+
+
 @pytest.mark.timeout(30)
 async def test_a_consumer_catches_up_past_a_compacted_away_tail(tmp_path: Path) -> None:
     async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
-        await broker.create_topic(
-            "c", 1, config=sr.TopicConfig(cleanup_policy="compact", tombstone_grace_ms=0))
-        p = broker.producer(linger=0)
-        for key, value in (("a", 1), ("b", 1), ("b", None)):
-            await p.send("c", value, key=key)
+        await _a_b_and_b_deleted(broker)
         assert broker.store.compact("c", now_ms=_later()) == 2  # b and its tombstone: the tail is gone
         async with broker.consumer("c", group="g", auto_offset_reset="earliest") as c:
             got = []
@@ -47,11 +52,7 @@ async def test_a_consumer_positioned_inside_the_gap_moves_on(tmp_path: Path) -> 
     """A group committed inside what compaction later removed: an empty read's next offset
     (the high watermark) becomes the position, as Kafka's fetch moves past gaps."""
     async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
-        await broker.create_topic(
-            "c", 1, config=sr.TopicConfig(cleanup_policy="compact", tombstone_grace_ms=0))
-        p = broker.producer(linger=0)
-        for key, value in (("a", 1), ("b", 1), ("b", None)):
-            await p.send("c", value, key=key)
+        await _a_b_and_b_deleted(broker)
         async with broker.consumer("c", group="g", auto_offset_reset="earliest") as c:
             with anyio.fail_after(15):
                 while c.position("c", 0) < 2:

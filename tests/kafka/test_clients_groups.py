@@ -202,6 +202,15 @@ def _describe_instances(bootstrap: str, group: str) -> list[str | None]:
     return sorted(m.group_instance_id for m in desc.members)
 
 
+def _close_all(members: list[Member]) -> None:
+    """Close every member, whatever state a failed test left it in."""
+    for m in members:
+        try:
+            m.close()
+        except BaseException:  # noqa: BLE001 - teardown: the test's own error matters
+            pass
+
+
 @pytest.mark.parametrize("client", CLIENTS)
 def test_static_member_restart_takes_its_place_at_once(kafka_server: KafkaServer, client: str) -> None:
     """A static member (group.instance.id) sends no LeaveGroup when it closes; restarted, it
@@ -242,11 +251,7 @@ def test_static_member_restart_takes_its_place_at_once(kafka_server: KafkaServer
             # b's place was taken without a rebalance: no new generation.
             assert _generations_logged(kafka_server, group) == generations
     finally:
-        for m in members:
-            try:
-                m.close()
-            except BaseException:
-                pass
+        _close_all(members)
 
 
 
@@ -297,8 +302,4 @@ def test_a_second_consumer_with_the_same_instance_id_fences_the_first(
         assert second.error is None and second.assignment == frozenset(range(4))
         assert _describe_instances(bootstrap, group) == ["same-instance"]
     finally:
-        for m in members:
-            try:
-                m.close()
-            except BaseException:
-                pass
+        _close_all(members)
