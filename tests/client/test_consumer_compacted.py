@@ -24,7 +24,8 @@ def _later() -> int:
 # Without the fix getmany spins without yielding, so anyio's deadline never fires: the
 # pytest-timeout bound is what fails it (quickly).
 async def _a_b_and_b_deleted(broker: sr.Broker) -> None:
-X
+    """A compacted topic c with a=1, b=1 and b's tombstone: compaction leaves only a=1, so
+    offsets 1 and 2, the partition's tail, are gone."""
     await broker.create_topic(
         "c", 1, config=sr.TopicConfig(cleanup_policy="compact", tombstone_grace_ms=0))
     p = broker.producer(linger=0)
