@@ -21,8 +21,6 @@ def _later() -> int:
     return int(time.time() * 1000) + 1000
 
 
-# Without the fix getmany spins without yielding, so anyio's deadline never fires: the
-# pytest-timeout bound is what fails it (quickly).
 async def _a_b_and_b_deleted(broker: sr.Broker) -> None:
     """A compacted topic c with a=1, b=1 and b's tombstone: compaction leaves only a=1, so
     offsets 1 and 2, the partition's tail, are gone."""
@@ -33,6 +31,8 @@ async def _a_b_and_b_deleted(broker: sr.Broker) -> None:
         await p.send("c", value, key=key)
 
 
+# Without the fix getmany spins without yielding, so anyio's deadline never fires: the
+# pytest-timeout bound is what fails it (quickly).
 @pytest.mark.timeout(30)
 async def test_a_consumer_catches_up_past_a_compacted_away_tail(tmp_path: Path) -> None:
     async with sr.open(tmp_path / "d", maintenance_interval=None) as broker:
